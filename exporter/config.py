@@ -1,0 +1,449 @@
+"""Configuration: load the YAML file, validate every key and report each problem by its key path.
+
+Secrets (passwords) are held in ``Secret`` so they never reach a log line, repr or message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+from exporter.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Secret:
+    """A password or token; prints as ``<secret>`` and compares by value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    insecure_skip_verify: bool = False
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    ttl: float = 15.0
+    licensing_ttl: float = 300.0
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    fail_max: int = 3
+    reset_timeout: float = 30.0
+    max_reset_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    per_owner: bool = False
+
+
+@dataclass(frozen=True)
+class Credentials:
+    name: str
+    username: str
+    password: Secret
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    name: str
+    url: str
+    credentials: Credentials
+    timeout: float = 5.0
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    proxy_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ExporterSettings:
+    scrape_timeout_offset: float = 0.5
+    default_scrape_timeout: float = 10.0
+    max_concurrent_workers: int = 64
+    max_response_bytes: int = 16 * 1024 * 1024
+    retry_after_max: float = 300.0
+
+
+@dataclass(frozen=True)
+class Config:
+    workers: tuple[WorkerConfig, ...]
+    settings: ExporterSettings = field(default_factory=ExporterSettings)
+    source: str | None = None
+    workers_file: str | None = None
+
+    def worker(self, name: str) -> WorkerConfig | None:
+        for worker in self.workers:
+            if worker.name == name:
+                return worker
+        return None
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Prometheus-style duration (``500ms``, ``5s``, ``1m30s``) into seconds."""
+    if not isinstance(text, str) or not text or _DURATION_PART.sub("", text) != "":
+        raise ValueError(f"invalid duration {text!r}; expected a number and a unit, such as 500ms, 5s, 2m or 1h")
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
+
+
+class _Problems:
+    """Collects problems with their key paths, so that every fault in a file is reported at once."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(f"{path}: {message}")
+
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.add(path, f"expected a mapping, got {type(value).__name__}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.add(f"{path}.{key}" if path else str(key), f"unknown key; expected one of {', '.join(allowed)}")
+        return dict(value)
+
+    def convert(self, value: Any, path: str, convert: Callable[[Any], T], default: T) -> T:
+        try:
+            return convert(value)
+        except (TypeError, ValueError) as error:
+            self.add(path, str(error))
+            return default
+
+
+def _duration(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {value!r}; expected more than zero")
+    return seconds
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"invalid value {value!r}; expected true or false")
+    return value
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"invalid value {value!r}; expected a whole number of at least 1")
+    return value
+
+
+def _optional_string(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"invalid value {value!r}; expected a non-empty string")
+    return value
+
+
+def _section(
+    problems: _Problems, raw: Any, path: str, cls: type[T], base: T, parsers: dict[str, Callable[[Any], Any]]
+) -> T:
+    values = problems.mapping(raw, path, tuple(parsers))
+    merged = dict(vars(base))
+    for key, parse in parsers.items():
+        if key in values:
+            merged[key] = problems.convert(values[key], f"{path}.{key}", parse, merged[key])
+    return cls(**merged)
+
+
+_TLS_KEYS = {"insecure_skip_verify": _boolean, "ca_file": _optional_string}
+_CACHE_KEYS = {"ttl": _duration, "licensing_ttl": _duration}
+_BREAKER_KEYS = {"fail_max": _positive_int, "reset_timeout": _duration, "max_reset_timeout": _duration}
+_COLLECT_KEYS = {"per_owner": _boolean}
+_SETTINGS_KEYS = {
+    "scrape_timeout_offset": parse_duration,
+    "default_scrape_timeout": _duration,
+    "max_concurrent_workers": _positive_int,
+    "max_response_bytes": _positive_int,
+    "retry_after_max": _duration,
+}
+_WORKER_KEYS = ("name", "url", "credentials", "timeout", "tls", "cache", "breaker", "collect", "proxy_url")
+_DEFAULT_KEYS = ("credentials", "timeout", "tls", "cache", "breaker", "collect", "proxy_url")
+_TOP_KEYS = ("exporter", "defaults", "credentials", "workers", "workers_file")
+
+
+def _expand_env(text: str, path: str, problems: _Problems) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            problems.add(path, f"environment variable {name} is not set")
+            return ""
+        return os.environ[name]
+
+    return _ENV_REFERENCE.sub(replace, text)
+
+
+def _credentials(raw: Any, base_dir: Path, problems: _Problems) -> dict[str, Credentials]:
+    result: dict[str, Credentials] = {}
+    if raw is None:
+        return result
+    if not isinstance(raw, Mapping):
+        problems.add("credentials", f"expected a mapping of names to credentials, got {type(raw).__name__}")
+        return result
+    for name, entry in raw.items():
+        path = f"credentials.{name}"
+        values = problems.mapping(entry, path, ("username", "password", "password_file"))
+        username = values.get("username")
+        if not isinstance(username, str) or not username:
+            problems.add(f"{path}.username", "missing; expected the CML user name")
+            continue
+        username = _expand_env(username, f"{path}.username", problems)
+        password = _password(values, path, base_dir, problems)
+        if password is not None:
+            result[str(name)] = Credentials(str(name), username, Secret(password))
+    return result
+
+
+def _password(values: dict[str, Any], path: str, base_dir: Path, problems: _Problems) -> str | None:
+    if "password" in values and "password_file" in values:
+        problems.add(path, "both password and password_file are set; keep one")
+        return None
+    if "password_file" in values:
+        file_name = values["password_file"]
+        if not isinstance(file_name, str) or not file_name:
+            problems.add(f"{path}.password_file", "expected a file path")
+            return None
+        file_path = base_dir / os.path.expandvars(file_name)
+        try:
+            return file_path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as error:
+            problems.add(f"{path}.password_file", f"cannot read {str(file_path)!r}: {error.strerror}")
+            return None
+    if "password" in values:
+        password = values["password"]
+        if not isinstance(password, str):
+            problems.add(f"{path}.password", "expected a string; quote it in YAML")
+            return None
+        return _expand_env(password, f"{path}.password", problems)
+    problems.add(path, "missing password or password_file")
+    return None
+
+
+def check_worker_url(url: Any) -> str:
+    """Return ``url`` without a trailing slash, or raise ValueError saying what is wrong with it."""
+    if not isinstance(url, str) or not url:
+        raise ValueError("missing; expected the worker's base URL, such as https://cml-01.example.net")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"scheme {parts.scheme or '(none)'!r} is not supported; expected http or https")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("contains user info; remove it and put the user name and password under credentials")
+    if not parts.hostname:
+        raise ValueError("has no host name")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    try:
+        _ = parts.port
+    except ValueError as error:
+        raise ValueError(f"has an invalid port: {error}") from None
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class _WorkerDefaults:
+    credentials: str = "default"
+    timeout: float = 5.0
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    proxy_url: str | None = None
+
+
+def _worker_settings(raw: dict[str, Any], path: str, base: _WorkerDefaults, problems: _Problems) -> _WorkerDefaults:
+    """Apply the keys in ``raw`` over ``base``; nested sections override key by key."""
+    credentials = raw.get("credentials", base.credentials)
+    if not isinstance(credentials, str):
+        problems.add(f"{path}.credentials", f"expected the name of an entry under credentials, got {credentials!r}")
+        credentials = base.credentials
+    timeout = base.timeout
+    if "timeout" in raw:
+        timeout = problems.convert(raw["timeout"], f"{path}.timeout", _duration, base.timeout)
+    proxy_url = base.proxy_url
+    if "proxy_url" in raw:
+        proxy_url = problems.convert(raw["proxy_url"], f"{path}.proxy_url", _optional_string, None)
+    breaker = _section(problems, raw.get("breaker"), f"{path}.breaker", BreakerConfig, base.breaker, _BREAKER_KEYS)
+    if breaker.max_reset_timeout < breaker.reset_timeout:
+        problems.add(f"{path}.breaker.max_reset_timeout", "must not be shorter than reset_timeout")
+    return _WorkerDefaults(
+        credentials=credentials,
+        timeout=timeout,
+        tls=_section(problems, raw.get("tls"), f"{path}.tls", TLSConfig, base.tls, _TLS_KEYS),
+        cache=_section(problems, raw.get("cache"), f"{path}.cache", CacheConfig, base.cache, _CACHE_KEYS),
+        breaker=breaker,
+        collect=_section(problems, raw.get("collect"), f"{path}.collect", CollectConfig, base.collect, _COLLECT_KEYS),
+        proxy_url=proxy_url,
+    )
+
+
+def _worker(
+    raw: Any,
+    path: str,
+    defaults: _WorkerDefaults,
+    credentials: dict[str, Credentials],
+    problems: _Problems,
+) -> WorkerConfig | None:
+    if isinstance(raw, Mapping) and not raw:
+        problems.add(path, "empty worker; expected at least name and url")
+        return None
+    values = problems.mapping(raw, path, _WORKER_KEYS)
+    if not values:
+        return None
+    name = values.get("name")
+    if not isinstance(name, str) or not _WORKER_NAME.match(name):
+        problems.add(f"{path}.name", f"invalid name {name!r}; expected 1-128 letters, digits, '.', '_', ':' or '-'")
+        name = None
+    url = problems.convert(values.get("url"), f"{path}.url", check_worker_url, None)
+    settings = _worker_settings(values, path, defaults, problems)
+    chosen = credentials.get(settings.credentials)
+    if chosen is None:
+        key = f"{path}.credentials" if "credentials" in values else path
+        problems.add(key, f"no credentials named {settings.credentials!r} under credentials")
+    if name is None or url is None or chosen is None:
+        return None
+    return WorkerConfig(
+        name,
+        url,
+        chosen,
+        settings.timeout,
+        settings.tls,
+        settings.cache,
+        settings.breaker,
+        settings.collect,
+        settings.proxy_url,
+    )
+
+
+def parse_config(raw: Any, base_dir: Path | None = None, source: str | None = None) -> Config:
+    """Validate a parsed YAML document and build the configuration, or raise ConfigError listing every problem."""
+    base_dir = base_dir or Path.cwd()
+    problems = _Problems()
+    top = problems.mapping(raw, "", _TOP_KEYS)
+    settings = _section(problems, top.get("exporter"), "exporter", ExporterSettings, ExporterSettings(), _SETTINGS_KEYS)
+    raw_defaults = problems.mapping(top.get("defaults"), "defaults", _DEFAULT_KEYS)
+    defaults = _worker_settings(raw_defaults, "defaults", _WorkerDefaults(), problems)
+    credentials = _credentials(top.get("credentials"), base_dir, problems)
+
+    workers_raw = top.get("workers", [])
+    workers_file = problems.convert(top.get("workers_file"), "workers_file", _optional_string, None)
+    if workers_file is not None:
+        workers_raw = list(workers_raw or []) + _read_workers_file(base_dir / workers_file, problems)
+    if workers_raw is None:
+        workers_raw = []
+    if not isinstance(workers_raw, list):
+        problems.add("workers", f"expected a list of workers, got {type(workers_raw).__name__}")
+        workers_raw = []
+
+    workers: list[WorkerConfig] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(workers_raw):
+        path = f"workers[{index}]"
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        duplicate = isinstance(name, str) and name in seen
+        if duplicate:
+            problems.add(f"{path}.name", f"duplicate worker name {name!r}, first used by workers[{seen[name]}]")
+        elif isinstance(name, str):
+            seen[name] = index
+        worker = _worker(entry, path, defaults, credentials, problems)
+        if worker is not None and not duplicate:
+            workers.append(worker)
+
+    if problems.items:
+        raise ConfigError(problems.items, source)
+    return Config(tuple(workers), settings, source, workers_file)
+
+
+def _read_workers_file(path: Path, problems: _Problems) -> list[Any]:
+    """Read an inventory of workers: a YAML list of workers, or Prometheus file_sd JSON."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except OSError as error:
+        problems.add("workers_file", f"cannot read {str(path)!r}: {error.strerror}")
+        return []
+    except (ValueError, yaml.YAMLError) as error:
+        problems.add(
+            "workers_file", f"{str(path)!r} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}"
+        )
+        return []
+    if isinstance(document, Mapping) and "workers" in document:
+        document = document["workers"]
+    if not isinstance(document, list):
+        problems.add("workers_file", f"{str(path)!r}: expected a list of workers or of file_sd target groups")
+        return []
+    return [
+        _from_target_group(entry) if isinstance(entry, Mapping) and "targets" in entry else entry for entry in document
+    ]
+
+
+def _from_target_group(group: Mapping[str, Any]) -> dict[str, Any]:
+    # A file_sd target group names one worker: its first target is the URL, labels carry the rest.
+    labels = dict(group.get("labels") or {})
+    targets = group.get("targets") or [None]
+    url = targets[0]
+    if isinstance(url, str) and "://" not in url:
+        url = f"https://{url}"
+    worker: dict[str, Any] = {"url": url, "name": labels.pop("name", labels.pop("worker", None))}
+    if worker["name"] is None and isinstance(url, str):
+        worker["name"] = urlsplit(url).hostname
+    if "credentials" in labels:
+        worker["credentials"] = labels.pop("credentials")
+    return worker
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the configuration file at ``path``."""
+    file_path = Path(path)
+    try:
+        text = file_path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError([f"cannot read the file: {error.strerror}"], str(file_path)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError([f"not valid YAML: {error}"], str(file_path)) from None
+    return parse_config(raw, file_path.parent, str(file_path))
