@@ -1,0 +1,190 @@
+"""The HTTP server: /metrics, /probe, /sd, health, reload and the landing page."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from exporter.config import Config, load_config
+from exporter.errors import ConfigError
+from exporter.exposition import render_metrics, render_probe
+from exporter.fleet import Fleet
+from exporter.landing import render_landing
+
+log = logging.getLogger(__name__)
+
+SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+EXPORTER_KEY: web.AppKey[Exporter] = web.AppKey("exporter")
+
+
+class Exporter:
+    """The running exporter: the fleet, where its configuration comes from, and reloads."""
+
+    def __init__(self, config: Config, config_file: str | None = None) -> None:
+        self.fleet = Fleet(config)
+        self.config_file = config_file
+        self.ready = False
+        self._reload_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.fleet.start()
+        self.ready = True
+        log.info("exporter started", extra={"workers": len(self.fleet.workers), "config": self.config_file or "-"})
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.fleet.close()
+
+    async def reload(self) -> bool:
+        """Load the configuration file again and swap it in; on any error keep the running one."""
+        if self.config_file is None:
+            return True
+        async with self._reload_lock:
+            try:
+                config = await asyncio.to_thread(load_config, self.config_file)
+            except ConfigError as error:
+                self.fleet.reload_successful = False
+                log.error("configuration reload rejected", extra={"error": str(error)})
+                return False
+            await self.fleet.apply(config)
+            self.fleet.reload_successful = True
+            self.fleet.reload_success_at = time.time()
+            log.info("configuration reloaded", extra={"workers": len(config.workers)})
+            return True
+
+
+def _text(body: str, status: int = 200) -> web.Response:
+    return web.Response(text=body + "\n", status=status, content_type="text/plain")
+
+
+def _worker_urls(exporter: Exporter) -> dict[str, str]:
+    return {name: worker.config.url for name, worker in exporter.fleet.workers.items()}
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    exporter = request.app[EXPORTER_KEY]
+    fleet = exporter.fleet
+    wait_seconds = fleet.scrape_timeout(request.headers.get(SCRAPE_TIMEOUT_HEADER))
+    snapshots = await fleet.collect(list(fleet.workers), wait_seconds)
+    # Rendering a large fleet takes a while; a thread keeps /-/healthy and other scrapes answering meanwhile.
+    body = await asyncio.to_thread(
+        render_metrics, snapshots, len(fleet.workers), fleet.reload_successful, fleet.reload_success_at
+    )
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _check_target(target: str | None, known: dict[str, object]) -> str | None:
+    """Return why ``target`` cannot be probed, or None when it names a configured worker."""
+    if target is None or target == "":
+        return "missing target parameter; expected /probe?target=WORKER, a worker name from the configuration"
+    shown = repr(target[:64] + ("…" if len(target) > 64 else ""))
+    if "://" in target or "/" in target:
+        return f"target {shown} looks like a URL; expected a worker name from the configuration"
+    if target not in known:
+        return f"unknown target {shown}; expected a worker name from the configuration (see /sd for the list)"
+    return None
+
+
+async def handle_probe(request: web.Request) -> web.Response:
+    exporter = request.app[EXPORTER_KEY]
+    fleet = exporter.fleet
+    targets = request.query.getall("target", [])
+    if len(targets) > 1:
+        return _text("more than one target parameter; expected exactly one worker name", 400)
+    target = targets[0] if targets else None
+    problem = _check_target(target, fleet.workers)  # type: ignore[arg-type]  # only membership is used
+    if problem is not None:
+        return _text(problem, 400)
+    assert target is not None
+    wait_seconds = fleet.scrape_timeout(request.headers.get(SCRAPE_TIMEOUT_HEADER))
+    snapshots = await fleet.collect([target], wait_seconds)
+    return web.Response(body=render_probe(snapshots), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def handle_sd(request: web.Request) -> web.Response:
+    """Prometheus HTTP service discovery: one target group per worker, to be relabelled to /probe."""
+    fleet = request.app[EXPORTER_KEY].fleet
+    groups = [{"targets": [name], "labels": {}} for name in fleet.workers]
+    return web.json_response(groups)
+
+
+async def handle_healthy(request: web.Request) -> web.Response:
+    return _text("healthy")
+
+
+async def handle_ready(request: web.Request) -> web.Response:
+    if not request.app[EXPORTER_KEY].ready:
+        return _text("not ready", 503)
+    return _text("ready")
+
+
+async def handle_reload(request: web.Request) -> web.Response:
+    exporter = request.app[EXPORTER_KEY]
+    if exporter.config_file is None:
+        return _text("nothing to reload: the exporter was started without --config.file", 400)
+    if await exporter.reload():
+        return _text("configuration reloaded")
+    return _text("configuration reload failed; the running configuration stays in force (see the log)", 500)
+
+
+async def handle_landing(request: web.Request) -> web.Response:
+    exporter = request.app[EXPORTER_KEY]
+    snapshots = [worker.snapshot() for worker in exporter.fleet.workers.values()]
+    return web.Response(text=render_landing(snapshots, _worker_urls(exporter)), content_type="text/html")
+
+
+def make_app(exporter: Exporter) -> web.Application:
+    """Build the aiohttp application; the caller starts and closes ``exporter``."""
+    app = web.Application()
+    app[EXPORTER_KEY] = exporter
+    app.router.add_get("/", handle_landing)
+    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_get("/probe", handle_probe)
+    app.router.add_get("/sd", handle_sd)
+    app.router.add_get("/-/healthy", handle_healthy)
+    app.router.add_get("/-/ready", handle_ready)
+    app.router.add_post("/-/reload", handle_reload)
+    return app
+
+
+def parse_listen_address(address: str) -> tuple[str | None, int]:
+    """Split ``HOST:PORT`` (``:PORT`` listens on every address, ``[::1]:PORT`` for IPv6)."""
+    host, separator, port_text = address.rpartition(":")
+    if not separator or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"invalid listen address {address!r}; expected HOST:PORT or :PORT, such as :9877")
+    host = host.strip("[]")
+    return (host or None), int(port_text)
+
+
+async def serve(exporter: Exporter, listen_address: str, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP reloads the configuration."""
+    host, port = parse_listen_address(listen_address)
+    await exporter.start()
+    app = make_app(exporter)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(stop_signal, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(exporter.reload()))
+        addresses = ", ".join(str(name) for name in runner.addresses)
+        log.info("listening", extra={"address": addresses})
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for handled in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(handled)
+        exporter.ready = False
+        await runner.cleanup()
+        await exporter.close()
