@@ -59,6 +59,12 @@ class TokenManager:
     def backoff_until(self) -> float:
         return self._backoff_until
 
+    async def settle(self) -> None:
+        """Wait for a login in flight, so that its outcome is recorded with the refresh that started it."""
+        task = self._login_task
+        if task is not None:
+            await asyncio.wait({task})
+
     async def token(self, endpoint: str) -> str:
         """Return a token, logging in once for all concurrent callers when needed."""
         if self._token is not None and time.time() < self._renew_at:
@@ -69,6 +75,8 @@ class TokenManager:
                 message = f"login held back for {wait:.0f}s after {self._refusal}; check the credentials"
                 raise ProbeError(self._worker.name, endpoint, "auth", message)
             self._login_task = asyncio.create_task(self._run_login(), name=f"login {self._worker.name}")
+            # Every caller may have given up (timed out) before the login ends; its outcome is recorded anyway.
+            self._login_task.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
             return await asyncio.shield(self._login_task)
         except ProbeError as error:

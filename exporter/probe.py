@@ -153,6 +153,7 @@ async def probe_worker(worker: Worker, endpoints: list[str] | None = None) -> No
     started = time.monotonic()
     probes = (probe_endpoint(worker, endpoint) for endpoint in endpoints)
     results = await asyncio.gather(*probes, return_exceptions=True)
+    await worker.auth.settle()
     for endpoint, result in zip(endpoints, results, strict=True):
         if isinstance(result, asyncio.CancelledError):
             raise result

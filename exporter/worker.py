@@ -97,10 +97,17 @@ class Worker:
         credentials = self.config.credentials
         body = {"username": credentials.username, "password": credentials.password.reveal()}
         started = time.monotonic()
+        timeout = self.config.timeout
         try:
-            token = await self.send("authenticate", "authenticate", method="POST", body=body)
+            # The login runs shielded from the timeouts of the endpoints waiting for it, so it has its own.
+            async with asyncio.timeout(timeout):
+                token = await self.send("authenticate", "authenticate", method="POST", body=body)
             if not isinstance(token, str) or not token:
                 raise ProbeError(self.name, "authenticate", "bad_response", "expected the token as a JSON string")
+        except TimeoutError:
+            error = ProbeError(self.name, "authenticate", "timeout", f"no answer within {timeout:g}s (timeout)")
+            self.record_failure("authenticate", error, time.monotonic() - started)
+            raise error from None
         except ProbeError as error:
             self.record_failure("authenticate", error, time.monotonic() - started)
             raise
