@@ -244,7 +244,7 @@ async def test_non_admin_lab_lists_own_then_shared(sim: Simulator, client: aioht
     assert status == 403
 
 
-async def test_non_admin_show_all_adds_shared_labs_of_others(sim: Simulator, client: aiohttp.ClientSession) -> None:
+async def test_non_admin_show_all_adds_shared(sim: Simulator, client: aiohttp.ClientSession) -> None:
     labs = [
         LabSpec("mine", owner_username="bob"),
         LabSpec("shared", owner_username="carol", shared=True),
@@ -397,7 +397,7 @@ async def test_token_of_one_worker_fails_on_another(sim: Simulator, client: aioh
 # Boot phases
 
 
-async def test_boot_timeline_runs_phases_in_order_on_own_port(client: aiohttp.ClientSession) -> None:
+async def test_boot_timeline_phases_in_order(client: aiohttp.ClientSession) -> None:
     profile = WorkerProfile(boot=BootTimeline(refused=0.5, bad_gateway=0.5, not_ready=0.5))
     async with Simulator() as sim:
         sim.add_worker("w", profile, own_port=True)

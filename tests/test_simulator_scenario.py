@@ -182,7 +182,8 @@ async def test_simulate_command_prints_urls_and_stops_on_sigterm(tmp_path: Path)
     returncode = await asyncio.wait_for(process.wait(), 10)
 
     assert [name for name, _ in lines] == ["one", "two"]
-    assert lines[0][1].startswith("http://127.0.0.1:") and lines[0][1].endswith("/w/one")
+    assert lines[0][1].startswith("http://127.0.0.1:")
+    assert lines[0][1].endswith("/w/one")
     assert returncode == 0
 
 

@@ -1,4 +1,4 @@
-"""What one simulated CML controller contains: version, licence, account, labs, computes and boot timeline."""
+"""Profile of one simulated CML controller: version, licence, account, labs, computes and boot timeline."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def _template_text(name: str) -> str:
 class BootTimeline:
     """Seconds spent in each boot phase, counted from start(), set_boot() or reboot().
 
-    A controller is first unreachable (``refused``), then answers 502 from nginx (``bad_gateway``),
+    A controller is first unreachable (``refused``), then returns 502 from nginx (``bad_gateway``),
     then serves the API with ``ready: false`` (``not_ready``), and is ready after that.
     """
 
@@ -100,7 +100,7 @@ class LabSpec:
     """One lab.
 
     ``nodes`` takes node states or NodeSpec objects. ``links`` None links the nodes in a chain.
-    ``shared`` None means shared when ``groups`` is not empty; a non-admin sees shared labs of
+    ``shared`` None means shared when ``groups`` is not empty; a non-admin can list shared labs of
     other users only with ``show_all=true``.
     """
 

@@ -143,7 +143,7 @@ class Simulator:
                 self._sync_listener(worker)
 
     def remove_worker(self, name: str) -> None:
-        """Remove a worker: its prefix URL then answers 404 like a missing host, its own port refuses."""
+        """Remove a worker. Its prefix URL then returns 404 like a missing host; its own port rejects connections."""
         worker = self._worker(name)
         del self._workers[name]
         if worker.own_port:
@@ -240,7 +240,7 @@ class Simulator:
         worker.bodies = self._bodies_for(profile)
 
     def expire_tokens(self, name: str) -> None:
-        """Make every token the worker has issued answer 401."""
+        """Invalidate every token the worker has issued, so requests that carry one get 401."""
         self._worker(name).tokens.expire_all()
 
     def set_boot(self, name: str, phase: str) -> None:
@@ -337,7 +337,8 @@ class Simulator:
             hostnames = (worker.tls_hostname,) if worker.tls_hostname else ("127.0.0.1", "localhost", "::1")
             worker.ssl_context = self._certificate_authority().server_context(hostnames)
         if worker.port == 0:
-            # Reserve a port number now, so base_url works even while the boot timeline keeps it closed.
+            # Pick a port number now, so base_url works even while the boot timeline keeps it closed.
+            # NOTE: another process could take the port before it is bound again; nothing prevents that.
             worker.bind_socket(self.host).close()
 
     def _sync_listener(self, worker: WorkerState) -> None:
