@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import socket
 import ssl
 import time
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from exporter import __version__
 from exporter.config import ExporterSettings, WorkerConfig
@@ -21,6 +24,22 @@ from exporter.errors import ProbeError
 
 API_PREFIX = "/api/v0/"
 USER_AGENT = f"cml-exporter/{__version__}"
+
+
+class _Resolver(ThreadedResolver):
+    """The system resolver, except that names under ``.invalid`` fail at once without a DNS query.
+
+    RFC 6761 reserves ``.invalid`` for names that never resolve. A query for one would only leak the name,
+    so the lookup fails locally, as NXDOMAIN would.
+    """
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        name = host.rstrip(".").lower()
+        if name == "invalid" or name.endswith(".invalid"):
+            raise OSError(socket.EAI_NONAME, f"{host!r} is under .invalid, which never resolves")
+        return await super().resolve(host, port, family)
 
 
 def make_ssl_context(worker: WorkerConfig) -> ssl.SSLContext | bool:
@@ -78,7 +97,9 @@ class CmlClient:
 
     async def start(self) -> None:
         # Keep-alive connections are reused across scrapes, so a worker pays one TLS handshake, not one per request.
-        connector = aiohttp.TCPConnector(limit=8, ssl=make_ssl_context(self.worker), ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(
+            limit=8, ssl=make_ssl_context(self.worker), ttl_dns_cache=300, resolver=_Resolver()
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
