@@ -1,0 +1,152 @@
+"""Configuration loading: every invalid file names its key path, secrets never show, the example is valid."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError, Secret, load_config, parse_duration
+
+ROOT = Path(__file__).resolve().parent.parent
+INVALID = ROOT / "tests" / "data" / "config"
+
+EXPECTED_PROBLEMS = {
+    "invalid-unknown-key.yaml": [
+        "workers[0].tsl: unknown key; expected one of name, url, credentials, timeout, tls, cache, breaker, "
+        "collect, proxy_url",
+    ],
+    "invalid-duplicate-name.yaml": ["workers[1].name: duplicate worker name 'worker-01', first used by workers[0]"],
+    "invalid-url-scheme.yaml": ["workers[2].url: scheme 'ftp' is not supported; expected http or https"],
+    "invalid-url-userinfo.yaml": [
+        "workers[0].url: contains user info; remove it and put the user name and password under credentials",
+    ],
+    "invalid-duration.yaml": [
+        "defaults.cache.ttl: invalid duration 15; expected a number and a unit, such as 500ms, 5s, 2m or 1h",
+        "workers[0].timeout: invalid duration '5 seconds'; expected a number and a unit, such as 500ms, 5s, 2m or 1h",
+    ],
+    "invalid-missing-env.yaml": [
+        "credentials.default.password: environment variable CML_EXPORTER_TEST_UNSET_VARIABLE is not set",
+    ],
+    "invalid-unknown-credentials.yaml": ["workers[0].credentials: no credentials named 'ops' under credentials"],
+    "invalid-several-faults.yaml": [
+        "credentials.default: missing password or password_file",
+        "workers[0].name: invalid name 'worker 01'; expected 1-128 letters, digits, '.', '_', ':' or '-'",
+        "workers[0]: no credentials named 'default' under credentials",
+        "workers[1].url: missing; expected the worker's base URL, such as https://cml-01.example.net",
+        "workers[1].breaker.fail_max: invalid value 0; expected a whole number of at least 1",
+        "workers[1].breaker.max_reset_timeout: must not be shorter than reset_timeout",
+        "workers[1]: no credentials named 'default' under credentials",
+    ],
+}
+
+
+@pytest.mark.parametrize("file_name", sorted(EXPECTED_PROBLEMS))
+def test_invalid_config_names_key_path(file_name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(INVALID / file_name)
+
+    assert caught.value.problems == EXPECTED_PROBLEMS[file_name]
+
+
+def test_every_invalid_file_has_expected_problems() -> None:
+    assert sorted(path.name for path in INVALID.glob("invalid-*.yaml")) == sorted(EXPECTED_PROBLEMS)
+
+
+def test_url_with_user_info_never_echoes_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(INVALID / "invalid-url-userinfo.yaml")
+
+    assert "hunter2" not in str(caught.value)
+
+
+def _example_in(tmp_path: Path) -> Path:
+    example = tmp_path / "config.yaml"
+    shutil.copy(ROOT / "config.example.yaml", example)
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "cml-readonly-password").write_text("from-a-file\n")
+    return example
+
+
+def test_example_config_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CML_PASSWORD", "from-the-environment")
+    monkeypatch.setenv("CML_READONLY_USER", "viewer")
+
+    config = load_config(_example_in(tmp_path))
+
+    assert [worker.name for worker in config.workers] == ["worker-01", "worker-02", "worker-03"]
+    first, second, third = config.workers
+    assert first.credentials.password.reveal() == "from-the-environment"
+    assert first.tls.insecure_skip_verify is True
+    assert second.cache.ttl == 30
+    assert second.cache.licensing_ttl == 300
+    assert third.credentials.username == "viewer"
+    assert third.credentials.password.reveal() == "from-a-file"
+    assert third.timeout == 10
+    assert third.url == "https://cml-worker-03.example.net:8443"
+
+
+def test_secret_never_prints() -> None:
+    secret = Secret("hunter2")
+
+    assert repr(secret) == "<secret>"
+    assert str(secret) == "<secret>"
+    assert f"{secret}" == "<secret>"
+    assert "hunter2" not in repr({"password": secret})
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("500ms", 0.5), ("5s", 5), ("2m", 120), ("1h", 3600), ("1m30s", 90), ("1.5s", 1.5)]
+)
+def test_duration_parses_prometheus_style(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "5 s", "s", "-1s", "5sec"])
+def test_duration_rejects_other_forms(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_workers_file_in_file_sd_form_adds_workers(tmp_path: Path) -> None:
+    (tmp_path / "inventory.json").write_text(
+        json.dumps([{"targets": ["cml-9.example.net:8443"], "labels": {"name": "worker-09"}}])
+    )
+    (tmp_path / "config.yaml").write_text(
+        "credentials: {default: {username: admin, password: x}}\n"
+        "workers_file: inventory.json\n"
+        "workers: [{name: worker-01, url: 'https://cml-1.example.net'}]\n"
+    )
+
+    config = load_config(tmp_path / "config.yaml")
+
+    assert [worker.name for worker in config.workers] == ["worker-01", "worker-09"]
+    assert config.workers[1].url == "https://cml-9.example.net:8443"
+
+
+def _check_config(*arguments: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "exporter", "check-config", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_check_config_command_reports_and_exits() -> None:
+    bad = _check_config(str(INVALID / "invalid-url-scheme.yaml"))
+
+    assert bad.returncode == 1
+    assert "workers[2].url: scheme 'ftp' is not supported" in bad.stderr
+
+
+def test_check_config_command_accepts_valid_file(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "credentials: {default: {username: admin, password: x}}\n"
+        "workers: [{name: worker-01, url: 'https://cml-1.example.net'}]\n"
+    )
+
+    good = _check_config("--config.file", str(tmp_path / "config.yaml"))
+
+    assert good.returncode == 0
+    assert "valid, 1 worker(s): worker-01" in good.stdout
