@@ -26,6 +26,7 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIGS = ROOT / "deploy" / "prometheus"
+ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.example.yml"
 RULES_FILE = ROOT / "alerts" / "cml-exporter.rules.yml"
 INSTALL_HINT = "apt-get install prometheus prometheus-alertmanager"
 HOST = "127.0.0.1"
@@ -103,7 +104,7 @@ def prometheus_config(mode: str, exporter: str, alertmanager: str, rules: Path, 
 
 def alertmanager_config(webhook_url: str) -> dict[str, Any]:
     """Load the example Alertmanager configuration with its receivers sent to the test's webhook."""
-    config = yaml.safe_load((PROMETHEUS_CONFIGS / "alertmanager.yml").read_text(encoding="utf-8"))
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
     config["route"].update({"group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"})
     for receiver in config["receivers"]:
         receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": False}]
