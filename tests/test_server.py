@@ -1,0 +1,198 @@
+"""The HTTP surface and command line: exposition validity, docs coverage, landing page, health, demo, probe."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.simulator import Simulator, WorkerProfile
+from tests.conftest import require_binary
+from tests.support import PASSWORD, ExporterUnderTest, Samples, fleet_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_exposition_passes_promtool(exporter_exposition: str) -> None:
+    promtool = require_binary("promtool")
+
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=exporter_exposition, capture_output=True, text=True, timeout=60
+    )
+
+    # promtool lints too; only errors about the format itself fail the check.
+    assert result.returncode == 0 or "error" not in result.stderr.lower(), result.stderr
+    assert "parse" not in result.stderr.lower(), result.stderr
+
+
+def _documented_metrics() -> set[str]:
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    return set(re.findall(r"^\| `(cml_[a-z_]+)`", text, re.MULTILINE))
+
+
+def test_metrics_doc_lists_every_exposed_metric(exporter_exposition: str) -> None:
+    exposed = {family.name for family in text_string_to_metric_families(exporter_exposition)}
+    exposed_cml = {name + ("_total" if name.endswith(("requests", "failures")) else "") for name in exposed}
+    exposed_cml = {
+        name + "_info" if name in {"cml_version", "cml_license", "cml_exporter_build"} else name
+        for name in exposed_cml
+        if name.startswith("cml_")
+    }
+
+    assert exposed_cml - _documented_metrics() == set(), "exposed but not in docs/metrics.md"
+    assert _documented_metrics() - exposed_cml == set(), "documented but never exposed"
+
+
+def test_every_worker_has_always_present_series(exporter_exposition: str) -> None:
+    samples = Samples(exporter_exposition)
+    workers = {labels["worker"] for labels, _ in samples.all("cml_up")}
+
+    assert workers == {"healthy", "unlicensed", "not-ready", "broken-stats"}
+    for worker in workers:
+        assert samples.get("cml_ready", worker=worker) is not None
+        assert len(samples.all("cml_service_status", worker=worker)) == 3
+        assert len(samples.all("cml_endpoint_up", worker=worker)) == 6
+    assert samples.status("not-ready") == "available"
+    assert samples.get("cml_ready", worker="not-ready") == 0
+    assert samples.get("cml_license_registered", worker="unlicensed") == 0
+    assert samples.get("cml_endpoint_breaker_state", worker="broken-stats", endpoint="system_stats", state="open") == 1
+
+
+async def test_landing_page_lists_workers_and_escapes_text() -> None:
+    sim = Simulator()
+    sim.add_worker("healthy", WorkerProfile(version_string="<script>alert(1)</script>"))
+    async with sim, ExporterUnderTest(fleet_config(sim)) as exporter:
+        await exporter.scrape()
+        status, page, _ = await exporter.get("/")
+
+    assert status == 200
+    assert "healthy" in page
+    assert "available" in page
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;" in page
+    assert PASSWORD not in page
+
+
+async def test_health_ready_and_sd_endpoints(simulator: Simulator) -> None:
+    async with ExporterUnderTest(fleet_config(simulator)) as exporter:
+        healthy = await exporter.get("/-/healthy")
+        ready = await exporter.get("/-/ready")
+        sd = await exporter.get("/sd")
+
+    assert healthy[0] == 200
+    assert ready[0] == 200
+    assert sd[0] == 200
+    assert '"targets": ["healthy"]' in sd[1]
+    assert simulator.total_requests() == 0
+
+
+async def test_scrape_timeout_header_sets_deadline() -> None:
+    sim = Simulator()
+    sim.add_worker("hanging", WorkerProfile())
+    async with sim:
+        from exporter.simulator import Fault
+
+        sim.set_fault("hanging", "*", Fault(hang=True))
+        async with ExporterUnderTest(fleet_config(sim, timeout=10.0)) as exporter:
+            status, _, seconds = await exporter.get("/metrics", scrape_timeout=1.0)
+
+    assert status == 200
+    assert 0.3 <= seconds < 1.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        return int(probe_socket.getsockname()[1])
+
+
+def _wait_for_http(url: str, process: subprocess.Popen[str], seconds: float = 20.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the process exited early"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {seconds}s")
+
+
+def test_demo_shows_every_worker_in_its_true_state() -> None:
+    import urllib.request
+
+    port = _free_port()
+    command = [sys.executable, "-m", "exporter", "demo", "--web.listen-address", f"127.0.0.1:{port}"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_http(f"http://127.0.0.1:{port}/-/healthy", process)
+        samples = None
+        for _ in range(3):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as response:
+                samples = Samples(response.read().decode())
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, errors = process.communicate(timeout=20)
+
+    assert samples is not None
+    assert samples.status("healthy") == "available"
+    assert samples.get("cml_ready", worker="healthy") == 1
+    assert samples.status("slow-auth") == "available"
+    assert samples.get("cml_ready", worker="slow-auth") == 1
+    assert samples.get("cml_endpoint_up", worker="slow-auth", endpoint="system_health") == 0
+    assert samples.status("booting") == "unavailable"
+    assert samples.get("cml_license_registered", worker="unlicensed") == 0
+    assert samples.status("legacy") == "available"
+    assert samples.get("cml_labs", worker="legacy", state="STARTED") == 2
+    assert samples.status("unreachable") == "unavailable"
+    assert f"http://127.0.0.1:{port}/metrics" in output
+    assert process.returncode == 0, errors
+
+
+async def test_probe_command_output(tmp_path: Path) -> None:
+    import asyncio
+
+    sim = Simulator()
+    sim.add_worker("healthy", WorkerProfile())
+    async with sim:
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "credentials: {default: {username: admin, password: '${CML_TEST_PASSWORD}'}}\n"
+            f"workers: [{{name: healthy, url: '{sim.base_url('healthy')}'}}]\n"
+        )
+        command = [sys.executable, "-m", "exporter", "probe", "healthy", "--config.file", str(config)]
+        environment = {**os.environ, "CML_TEST_PASSWORD": PASSWORD}
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+
+    text = out.decode()
+    assert process.returncode == 0, err.decode()
+    for endpoint in ("system_information", "system_health", "system_stats", "licensing", "labs", "authenticate"):
+        assert re.search(rf"^  {endpoint}\s+ok\s", text, re.MULTILINE), text
+    assert "status: available   ready: yes" in text
+    assert PASSWORD not in text + err.decode()
+
+
+@pytest.mark.parametrize("address", ["9877", "host:", "host:99999"])
+def test_serve_rejects_bad_listen_address(address: str, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("workers: []\n")
+    command = [sys.executable, "-m", "exporter", "--config.file", str(config), "--web.listen-address", address]
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+    assert result.returncode == 2
+    assert "invalid listen address" in result.stderr
