@@ -171,8 +171,13 @@ class CmlClient:
             raise ProbeError(name, endpoint, reason, message, retry_after=retry_after)
         try:
             return json.loads(payload)
-        except ValueError as error:
+        except json.JSONDecodeError as error:
             detail = "empty body" if not payload.strip() else f"not JSON ({error.msg} at byte {error.pos})"
+            raise ProbeError(name, endpoint, "bad_response", f"HTTP 200 with {detail}") from None
+        except (ValueError, RecursionError) as error:
+            # Invalid UTF-8, or JSON that Python cannot hold: nesting past the recursion limit, or an
+            # integer longer than sys.get_int_max_str_digits().
+            detail = f"unusable JSON ({type(error).__name__})"
             raise ProbeError(name, endpoint, "bad_response", f"HTTP 200 with {detail}") from None
 
     async def _read_body(self, response: aiohttp.ClientResponse, endpoint: str) -> bytes:

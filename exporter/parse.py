@@ -120,10 +120,14 @@ def _string(value: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    """A finite number, or None: strings such as "N/A", booleans, NaN and infinities are unusable."""
+    """A finite number, or None: strings such as "N/A", booleans, NaN, infinities and huge integers are unusable."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        # JSON integers have no size limit; one too large for a float is as unusable as Infinity.
+        return None
     return number if math.isfinite(number) else None
 
 

@@ -142,6 +142,17 @@ async def probe_endpoint(worker: Worker, endpoint: str) -> None:
         duration = None if error.reason == "breaker_open" else time.monotonic() - started
         worker.record_failure(endpoint, error, duration)
         return
+    except Exception as error:
+        # A bug, not a worker fault, but the endpoint must not keep showing its previous result as current.
+        log.error(
+            "probe failed unexpectedly",
+            extra={"worker": worker.name, "endpoint": endpoint, "error": repr(error)},
+            exc_info=error,
+        )
+        message = f"unexpected {type(error).__name__} while reading the response"
+        failure = ProbeError(worker.name, endpoint, "bad_response", message)
+        worker.record_failure(endpoint, failure, time.monotonic() - started)
+        return
     worker.record_success(endpoint, data, time.monotonic() - started)
 
 
