@@ -43,6 +43,12 @@ def _serve_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help=f"address to serve /metrics on ({DEFAULT_LISTEN_ADDRESS})",
     )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="web configuration file with TLS and basic auth settings, in the Prometheus exporters' format",
+    )
     parser.add_argument("--version", action="version", version=f"cml-exporter {__version__}")
     _add_logging_flags(parser)
     return parser
@@ -58,6 +64,7 @@ def _load(path: str) -> Config | None:
 
 def run_serve(argv: list[str]) -> int:
     from exporter.server import Exporter, parse_listen_address, serve
+    from exporter.webconfig import load_web_config
 
     arguments = _serve_parser().parse_args(argv)
     setup_logging(arguments.log_level, arguments.log_format)
@@ -69,8 +76,15 @@ def run_serve(argv: list[str]) -> int:
     config = _load(arguments.config_file)
     if config is None:
         return 1
+    web_config = None
+    if arguments.web_config_file is not None:
+        try:
+            web_config = load_web_config(arguments.web_config_file)
+        except ConfigError as error:
+            print(f"cml-exporter: --web.config.file: {error}", file=sys.stderr)
+            return 1
     try:
-        asyncio.run(serve(Exporter(config, arguments.config_file), arguments.listen_address))
+        asyncio.run(serve(Exporter(config, arguments.config_file), arguments.listen_address, web_config=web_config))
     except OSError as error:
         log.error("cannot listen", extra={"address": arguments.listen_address, "error": str(error)})
         return 1

@@ -95,6 +95,7 @@ class ExporterSettings:
     max_concurrent_workers: int = 64
     max_response_bytes: int = 16 * 1024 * 1024
     retry_after_max: float = 300.0
+    workers_file_check_interval: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Config:
     workers: tuple[WorkerConfig, ...]
     settings: ExporterSettings = field(default_factory=ExporterSettings)
     source: str | None = None
+    # The inventory file's path resolved against the configuration file's directory.
     workers_file: str | None = None
 
     def worker(self, name: str) -> WorkerConfig | None:
@@ -200,6 +202,7 @@ _SETTINGS_KEYS = {
     "max_concurrent_workers": _positive_int,
     "max_response_bytes": _positive_int,
     "retry_after_max": _duration,
+    "workers_file_check_interval": _duration,
 }
 _WORKER_KEYS = ("name", "url", "credentials", "timeout", "tls", "cache", "breaker", "collect", "proxy_url")
 _DEFAULT_KEYS = ("credentials", "timeout", "tls", "cache", "breaker", "collect", "proxy_url")
@@ -368,26 +371,21 @@ def parse_config(raw: Any, base_dir: Path | None = None, source: str | None = No
     defaults = _worker_settings(raw_defaults, "defaults", _WorkerDefaults(), problems)
     credentials = _credentials(top.get("credentials"), base_dir, problems)
 
-    workers_raw = top.get("workers", [])
+    entries = _worker_entries(top.get("workers", []), problems)
     workers_file = problems.convert(top.get("workers_file"), "workers_file", _optional_string, None)
     if workers_file is not None:
-        workers_raw = list(workers_raw or []) + _read_workers_file(base_dir / workers_file, problems)
-    if workers_raw is None:
-        workers_raw = []
-    if not isinstance(workers_raw, list):
-        problems.add("workers", f"expected a list of workers, got {type(workers_raw).__name__}")
-        workers_raw = []
+        workers_file = str(base_dir / workers_file)
+        entries += _read_workers_file(Path(workers_file), problems)
 
     workers: list[WorkerConfig] = []
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(workers_raw):
-        path = f"workers[{index}]"
+    seen: dict[str, str] = {}
+    for path, entry in entries:
         name = entry.get("name") if isinstance(entry, Mapping) else None
         duplicate = isinstance(name, str) and name in seen
         if duplicate:
-            problems.add(f"{path}.name", f"duplicate worker name {name!r}, first used by workers[{seen[name]}]")
+            problems.add(f"{path}.name", f"duplicate worker name {name!r}, first used by {seen[name]}")
         elif isinstance(name, str):
-            seen[name] = index
+            seen[name] = path
         worker = _worker(entry, path, defaults, credentials, problems)
         if worker is not None and not duplicate:
             workers.append(worker)
@@ -397,42 +395,79 @@ def parse_config(raw: Any, base_dir: Path | None = None, source: str | None = No
     return Config(tuple(workers), settings, source, workers_file)
 
 
-def _read_workers_file(path: Path, problems: _Problems) -> list[Any]:
-    """Read an inventory of workers: a YAML list of workers, or Prometheus file_sd JSON."""
+def _worker_entries(raw: Any, problems: _Problems) -> list[tuple[str, Any]]:
+    """Pair each entry of the ``workers`` list with its key path."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.add("workers", f"expected a list of workers, got {type(raw).__name__}")
+        return []
+    return [(f"workers[{index}]", entry) for index, entry in enumerate(raw)]
+
+
+def _read_workers_file(path: Path, problems: _Problems) -> list[tuple[str, Any]]:
+    """Read an inventory of workers: a YAML list of workers, or Prometheus file_sd JSON.
+
+    Problems in it are reported under ``workers_file[N]``, so they are not mistaken for entries of
+    the main file's ``workers`` list.
+    """
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
         text = path.read_text(encoding="utf-8")
-        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        document = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
     except OSError as error:
         problems.add("workers_file", f"cannot read {str(path)!r}: {error.strerror}")
         return []
     except (ValueError, yaml.YAMLError) as error:
-        problems.add(
-            "workers_file", f"{str(path)!r} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}"
-        )
+        problems.add("workers_file", f"{str(path)!r} is not valid {kind}: {error}")
         return []
     if isinstance(document, Mapping) and "workers" in document:
         document = document["workers"]
+    if document is None:
+        return []  # an empty file: the inventory has no workers right now
     if not isinstance(document, list):
         problems.add("workers_file", f"{str(path)!r}: expected a list of workers or of file_sd target groups")
         return []
-    return [
-        _from_target_group(entry) if isinstance(entry, Mapping) and "targets" in entry else entry for entry in document
-    ]
+    entries: list[tuple[str, Any]] = []
+    for index, entry in enumerate(document):
+        path_text = f"workers_file[{index}]"
+        if isinstance(entry, Mapping) and "targets" in entry:
+            entries += _from_target_group(entry, path_text, problems)
+        else:
+            entries.append((path_text, entry))
+    return entries
 
 
-def _from_target_group(group: Mapping[str, Any]) -> dict[str, Any]:
-    # A file_sd target group names one worker: its first target is the URL, labels carry the rest.
-    labels = dict(group.get("labels") or {})
-    targets = group.get("targets") or [None]
-    url = targets[0]
-    if isinstance(url, str) and "://" not in url:
-        url = f"https://{url}"
-    worker: dict[str, Any] = {"url": url, "name": labels.pop("name", labels.pop("worker", None))}
-    if worker["name"] is None and isinstance(url, str):
-        worker["name"] = urlsplit(url).hostname
-    if "credentials" in labels:
-        worker["credentials"] = labels.pop("credentials")
-    return worker
+def _from_target_group(group: Mapping[str, Any], path: str, problems: _Problems) -> list[tuple[str, Any]]:
+    """Turn a file_sd target group into workers: one per target, each target a worker's URL or host:port.
+
+    A ``name`` (or ``worker``) label names the worker when the group has a single target; otherwise
+    each worker is named after its host. A ``credentials`` label applies to every target. Other
+    labels are ignored.
+    """
+    labels = group.get("labels") or {}
+    targets = group.get("targets")
+    if not isinstance(labels, Mapping):
+        problems.add(f"{path}.labels", f"expected a mapping of label names to values, got {type(labels).__name__}")
+        return []
+    if not isinstance(targets, list) or not targets:
+        problems.add(f"{path}.targets", "expected a non-empty list of worker URLs or host:port")
+        return []
+    name = labels.get("name", labels.get("worker"))
+    if name is not None and len(targets) > 1:
+        problems.add(f"{path}.labels", "a name label needs a group with exactly one target; split the group")
+        return []
+    entries: list[tuple[str, Any]] = []
+    for index, url in enumerate(targets):
+        if isinstance(url, str) and "://" not in url:
+            url = f"https://{url}"
+        worker: dict[str, Any] = {"url": url, "name": name}
+        if name is None and isinstance(url, str):
+            worker["name"] = urlsplit(url).hostname
+        if "credentials" in labels:
+            worker["credentials"] = labels["credentials"]
+        entries.append((f"{path}.targets[{index}]", worker))
+    return entries
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -21,6 +21,8 @@ class Fleet:
         self.config = config
         self.workers: dict[str, Worker] = {}
         self._limit = asyncio.Semaphore(config.settings.max_concurrent_workers)
+        # Set at shutdown, so scrapes still waiting for refreshes are answered at once.
+        self._stopping = asyncio.Event()
         self.reload_successful = True
         self.reload_success_at: float | None = time.time()
 
@@ -34,7 +36,12 @@ class Fleet:
             await worker.start()
             self.workers[worker.name] = worker
 
+    def stop_waiting(self) -> None:
+        """Answer scrapes that wait for refreshes now, with the latest completed results."""
+        self._stopping.set()
+
     async def close(self) -> None:
+        self.stop_waiting()
         workers, self.workers = list(self.workers.values()), {}
         await asyncio.gather(*(worker.close() for worker in workers))
 
@@ -42,15 +49,23 @@ class Fleet:
         """Swap in a new configuration: removed or changed workers lose all their state at once."""
         old = self.workers
         new: dict[str, Worker] = {}
-        retired: list[Worker] = []
-        for worker_config in config.workers:
-            current = old.get(worker_config.name)
-            if current is not None and current.config == worker_config and current.settings == config.settings:
-                new[worker_config.name] = current
-                continue
-            worker = Worker(worker_config, config.settings)
-            await worker.start()
-            new[worker_config.name] = worker
+        started: list[Worker] = []
+        try:
+            for worker_config in config.workers:
+                current = old.get(worker_config.name)
+                if current is not None and current.config == worker_config and current.settings == config.settings:
+                    new[worker_config.name] = current
+                    continue
+                worker = Worker(worker_config, config.settings)
+                await worker.start()
+                started.append(worker)
+                new[worker_config.name] = worker
+        except BaseException:
+            # Nothing has been swapped yet: the running workers stay, the half-built ones go.
+            await asyncio.gather(*(worker.close() for worker in started))
+            raise
+        # The swap is one assignment with no await before it, so every scrape sees either the old
+        # set or the new one; a retired worker's series, breakers, token and session go together.
         retired = [worker for name, worker in old.items() if new.get(name) is not worker]
         if config.settings.max_concurrent_workers != self.config.settings.max_concurrent_workers:
             self._limit = asyncio.Semaphore(config.settings.max_concurrent_workers)
@@ -81,6 +96,11 @@ class Fleet:
         """
         workers = [self.workers[name] for name in names if name in self.workers]
         tasks = {task for worker in workers if (task := start_refresh(worker, self._limit)) is not None}
-        if tasks:
-            await asyncio.wait(tasks, timeout=wait_seconds)
+        if tasks and not self._stopping.is_set():
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait([asyncio.gather(*tasks, return_exceptions=True), stopping], timeout=wait_seconds,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
         return [worker.snapshot() for worker in workers]

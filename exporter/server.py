@@ -14,7 +14,9 @@ from exporter.config import Config, load_config
 from exporter.errors import ConfigError
 from exporter.exposition import render_metrics, render_probe
 from exporter.fleet import Fleet
+from exporter.inventory import InventoryWatcher
 from exporter.landing import render_landing
+from exporter.webconfig import BasicAuth, WebConfig, auth_middleware, make_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -30,31 +32,48 @@ class Exporter:
         self.config_file = config_file
         self.ready = False
         self._reload_lock = asyncio.Lock()
+        self.inventory = InventoryWatcher(self._inventory_settings, self.reload)
+
+    def _inventory_settings(self) -> tuple[str | None, float]:
+        config = self.fleet.config
+        return config.workers_file, config.settings.workers_file_check_interval
 
     async def start(self) -> None:
         await self.fleet.start()
+        if self.config_file is not None:
+            self.inventory.start()
         self.ready = True
         log.info("exporter started", extra={"workers": len(self.fleet.workers), "config": self.config_file or "-"})
 
     async def close(self) -> None:
         self.ready = False
+        await self.inventory.stop()
         await self.fleet.close()
 
     async def reload(self) -> bool:
-        """Load the configuration file again and swap it in; on any error keep the running one."""
+        """Load the configuration file again and swap it in; on any error keep the running one.
+
+        Reloads run one at a time. The workers file is read as part of the configuration, so a
+        reload for any reason also picks up the inventory as it is now.
+        """
         if self.config_file is None:
             return True
         async with self._reload_lock:
+            self.inventory.remember()
             try:
                 config = await asyncio.to_thread(load_config, self.config_file)
             except ConfigError as error:
                 self.fleet.reload_successful = False
-                log.error("configuration reload rejected", extra={"error": str(error)})
+                log.error(
+                    "configuration reload rejected; the running configuration stays in force",
+                    extra={"config": self.config_file, "error": "; ".join(error.problems)},
+                )
                 return False
             await self.fleet.apply(config)
+            self.inventory.remember()
             self.fleet.reload_successful = True
             self.fleet.reload_success_at = time.time()
-            log.info("configuration reloaded", extra={"workers": len(config.workers)})
+            log.info("configuration reloaded", extra={"config": self.config_file, "workers": len(config.workers)})
             return True
 
 
@@ -67,10 +86,20 @@ def _worker_urls(exporter: Exporter) -> dict[str, str]:
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
+    """Serve every worker and the exporter's own series; ``?scope=exporter`` serves only the latter.
+
+    The exporter scope probes no worker: replicas that share a fleet through /probe use it, so that
+    scraping their own health does not make each of them probe the whole fleet.
+    """
     exporter = request.app[EXPORTER_KEY]
     fleet = exporter.fleet
-    wait_seconds = fleet.scrape_timeout(request.headers.get(SCRAPE_TIMEOUT_HEADER))
-    snapshots = await fleet.collect(list(fleet.workers), wait_seconds)
+    scope = request.query.get("scope", "fleet")
+    if scope not in ("fleet", "exporter"):
+        return _text(f"invalid scope {scope[:32]!r}; expected fleet (the default) or exporter", 400)
+    snapshots = []
+    if scope == "fleet":
+        wait_seconds = fleet.scrape_timeout(request.headers.get(SCRAPE_TIMEOUT_HEADER))
+        snapshots = await fleet.collect(list(fleet.workers), wait_seconds)
     # Rendering a large fleet takes a while; a thread keeps /-/healthy and other scrapes answering meanwhile.
     body = await asyncio.to_thread(
         render_metrics, snapshots, len(fleet.workers), fleet.reload_successful, fleet.reload_success_at
@@ -138,9 +167,15 @@ async def handle_landing(request: web.Request) -> web.Response:
     return web.Response(text=render_landing(snapshots, _worker_urls(exporter)), content_type="text/html")
 
 
-def make_app(exporter: Exporter) -> web.Application:
-    """Build the aiohttp application; the caller starts and closes ``exporter``."""
-    app = web.Application()
+def make_app(exporter: Exporter, web_config: WebConfig | None = None) -> web.Application:
+    """Build the aiohttp application; the caller starts and closes ``exporter``.
+
+    With ``basic_auth_users`` in ``web_config`` every path except /-/healthy and /-/ready asks for them.
+    """
+    middlewares = []
+    if web_config is not None and web_config.basic_auth_users:
+        middlewares.append(auth_middleware(BasicAuth(web_config.basic_auth_users)))
+    app = web.Application(middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
     app.router.add_get("/", handle_landing)
     app.router.add_get("/metrics", handle_metrics)
@@ -161,23 +196,42 @@ def parse_listen_address(address: str) -> tuple[str | None, int]:
     return (host or None), int(port_text)
 
 
-async def serve(exporter: Exporter, listen_address: str, ready: asyncio.Event | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; SIGHUP reloads the configuration."""
+async def serve(
+    exporter: Exporter,
+    listen_address: str,
+    ready: asyncio.Event | None = None,
+    web_config: WebConfig | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP reloads the configuration.
+
+    At a stop signal the exporter turns not ready, answers the scrapes in flight with the latest
+    completed results, waits up to 5 s for their responses to go out, then cancels the refreshes
+    still running and closes every worker's session.
+    """
     host, port = parse_listen_address(listen_address)
+    ssl_context = make_ssl_context(web_config.tls) if web_config is not None and web_config.tls else None
+    app = make_app(exporter, web_config)
     await exporter.start()
-    app = make_app(exporter)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
-    await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload_on_signal() -> None:
+        log.info("reloading the configuration", extra={"signal": "SIGHUP"})
+        task = asyncio.create_task(exporter.reload(), name="reload on SIGHUP")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     try:
-        site = web.TCPSite(runner, host, port)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
         for stop_signal in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(stop_signal, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(exporter.reload()))
+        loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
         addresses = ", ".join(str(name) for name in runner.addresses)
-        log.info("listening", extra={"address": addresses})
+        log.info("listening", extra={"address": addresses, "tls": ssl_context is not None})
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -186,5 +240,8 @@ async def serve(exporter: Exporter, listen_address: str, ready: asyncio.Event | 
         for handled in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(handled)
         exporter.ready = False
+        exporter.fleet.stop_waiting()
+        await asyncio.gather(*reloads, return_exceptions=True)
         await runner.cleanup()
         await exporter.close()
+        log.info("stopped")
