@@ -36,6 +36,17 @@ def token_expiry(token: str) -> float | None:
     return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
+def renewal_time(expiry: float | None, now: float) -> float:
+    """Return the unix time at which to replace a token that expires at ``expiry``.
+
+    That is RENEW_BEFORE_SECONDS before expiry, or half way through the remaining life of a token that
+    lives less than twice as long, so a short-lived token is still reused across refreshes.
+    """
+    if expiry is None:
+        return float("inf")
+    return expiry - min(RENEW_BEFORE_SECONDS, max(0.0, expiry - now) / 2)
+
+
 class TokenManager:
     """Hand out a valid token for one worker, logging in when there is none.
 
@@ -92,8 +103,7 @@ class TokenManager:
         finally:
             self._login_task = None
         self._token = token
-        expiry = token_expiry(token)
-        self._renew_at = expiry - RENEW_BEFORE_SECONDS if expiry is not None else float("inf")
+        self._renew_at = renewal_time(token_expiry(token), time.time())
         return token
 
     def invalidate(self, token: str) -> None:
