@@ -76,6 +76,13 @@ class TokenManager:
         if task is not None:
             await asyncio.wait({task})
 
+    async def close(self) -> None:
+        """Cancel a login in flight; used when the worker is removed or the exporter stops."""
+        task = self._login_task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def token(self, endpoint: str) -> str:
         """Return a token, logging in once for all concurrent callers when needed."""
         if self._token is not None and time.time() < self._renew_at:

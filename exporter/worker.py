@@ -54,6 +54,7 @@ class Worker:
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        await self.auth.close()
         await self.client.close()
 
     def ttl(self, endpoint: str) -> float:
