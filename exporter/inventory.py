@@ -1,8 +1,8 @@
 """Worker inventory: watch the ``workers_file`` that other systems write and reload when it changes.
 
-A fleet manager adds and retires workers by rewriting that file; the exporter polls its
-modification time and size every ``exporter.workers_file_check_interval`` and then reloads the
-whole configuration, so the main file's rules (credentials, defaults) apply to the new entries.
+A fleet manager adds and retires workers by rewriting that file. The exporter polls the file's
+size and modification time every ``exporter.workers_file_check_interval``. When they change, it
+reloads the whole configuration, so the main file's credentials and defaults apply to new entries.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
-# What identifies one version of the file: device, inode, size and modification time in ns. A
-# rename over the file (the safe way to rewrite it) changes the inode even within one mtime tick.
+# Device, inode, size and modification time (ns) of one version of the file. A rename over the
+# file, the safe way to rewrite it, changes the inode even within one mtime tick.
 FileSignature = tuple[int, int, int, int]
 
 

@@ -170,7 +170,7 @@ async def handle_landing(request: web.Request) -> web.Response:
 def make_app(exporter: Exporter, web_config: WebConfig | None = None) -> web.Application:
     """Build the aiohttp application; the caller starts and closes ``exporter``.
 
-    With ``basic_auth_users`` in ``web_config`` every path except /-/healthy and /-/ready asks for them.
+    With ``basic_auth_users`` in ``web_config`` every path except /-/healthy and /-/ready requires them.
     """
     middlewares = []
     if web_config is not None and web_config.basic_auth_users:

@@ -55,7 +55,7 @@ _TLS_VERSIONS = {
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
 # Successful checks are remembered so that a scrape every few seconds does not cost a bcrypt
-# round each time; the cache holds digests, never passwords, and is emptied when it is full.
+# round each time. The cache contains digests, never passwords, and is emptied when it is full.
 _CACHE_SIZE = 1024
 
 
@@ -259,7 +259,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def auth_middleware(auth: BasicAuth) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """Build a middleware that asks for basic auth on every path except the health endpoints."""
+    """Build a middleware that requires basic auth on every path except the health endpoints."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
