@@ -196,10 +196,12 @@ def _compute_names(snapshot: WorkerSnapshot) -> dict[str, str]:
         for compute_id, compute in source.computes.items():
             if hostnames.get(compute_id) is None:
                 hostnames[compute_id] = compute.hostname
-    counts = Counter(hostnames.values())
+    # Count the cleaned names: two host names that differ only past the length limit would become one series.
+    cleaned = {compute_id: clean_label(hostname) for compute_id, hostname in hostnames.items() if hostname is not None}
+    counts = Counter(cleaned.values())
     return {
-        compute_id: clean_label(hostname if hostname is not None and counts[hostname] == 1 else compute_id)
-        for compute_id, hostname in hostnames.items()
+        compute_id: cleaned[compute_id] if counts[cleaned.get(compute_id, "")] == 1 else clean_label(compute_id)
+        for compute_id in hostnames
     }
 
 
