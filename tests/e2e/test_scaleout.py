@@ -131,6 +131,6 @@ async def test_each_worker_probed_by_exactly_one_replica(tmp_path: Path) -> None
 
 
 def has_probed(replica: ExporterUnderTest, name: str) -> bool:
-    """Whether ``replica`` holds a result of ``name``'s system_information endpoint."""
+    """Whether ``replica`` contains a result of ``name``'s system_information endpoint."""
     snapshot = replica.exporter.fleet.workers[name].snapshot()
     return snapshot.endpoints["system_information"].attempt is not None
