@@ -83,7 +83,8 @@ async def _fetch_labs(worker: Worker) -> Labs:
     if worker.lab_tiles_supported is not False:
         try:
             body = await get_authenticated(worker, "labs", "populate_lab_tiles")
-            labs: Labs = _parsed(worker, "labs", parse_lab_tiles, body)
+            # Tens of thousands of labs take a noticeable time to walk; keep the event loop free meanwhile.
+            labs: Labs = await asyncio.to_thread(_parsed, worker, "labs", parse_lab_tiles, body)
             worker.lab_tiles_supported = True
             return labs
         except ProbeError as error:
