@@ -30,7 +30,7 @@ from tests.support import ExporterUnderTest, fleet_config
 
 SCRAPE_TIMEOUT = 2.0
 FLAP_INTERVAL = 0.25
-# What a flapping worker does wrong next; None is a healthy spell.
+# Faults a flapping worker picks from at each switch; None is a healthy spell.
 FAULTS: tuple[Fault | None, ...] = (
     None,
     None,

@@ -98,7 +98,7 @@ async def test_body_past_cap_is_too_large(big_profile: WorkerProfile) -> None:
 
 
 class EndlessServer:
-    """An HTTP server on loopback whose answer is an endless chunked JSON string, without Content-Length."""
+    """An HTTP server on loopback whose response is an endless chunked JSON string, without Content-Length."""
 
     def __init__(self) -> None:
         self.bytes_sent = 0
