@@ -5,6 +5,7 @@ Secrets (passwords) are held in ``Secret`` so they never reach a log line, repr 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -131,6 +132,8 @@ class _Problems:
 
     def __init__(self) -> None:
         self.items: list[str] = []
+        # Names of credentials entries that were present but invalid, already reported on their own.
+        self.broken: set[str] = set()
 
     def add(self, path: str, message: str) -> None:
         self.items.append(f"{path}: {message}")
@@ -221,6 +224,7 @@ def _expand_env(text: str, path: str, problems: _Problems) -> str:
 
 
 def _credentials(raw: Any, base_dir: Path, problems: _Problems) -> dict[str, Credentials]:
+    """Read the named credentials; an invalid entry is reported once and its name kept in ``problems.broken``."""
     result: dict[str, Credentials] = {}
     if raw is None:
         return result
@@ -233,10 +237,13 @@ def _credentials(raw: Any, base_dir: Path, problems: _Problems) -> dict[str, Cre
         username = values.get("username")
         if not isinstance(username, str) or not username:
             problems.add(f"{path}.username", "missing; expected the CML user name")
+            problems.broken.add(str(name))
             continue
         username = _expand_env(username, f"{path}.username", problems)
         password = _password(values, path, base_dir, problems)
-        if password is not None:
+        if password is None:
+            problems.broken.add(str(name))
+        else:
             result[str(name)] = Credentials(str(name), username, Secret(password))
     return result
 
@@ -271,8 +278,10 @@ def check_worker_url(url: Any) -> str:
     if not isinstance(url, str) or not url:
         raise ValueError("missing; expected the worker's base URL, such as https://cml-01.example.net")
     parts = urlsplit(url)
+    if not parts.scheme or "://" not in url:
+        raise ValueError(f"{url!r} has no scheme; start it with https:// (or http://), as in https://cml-01.example.net")
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"scheme {parts.scheme or '(none)'!r} is not supported; expected http or https")
+        raise ValueError(f"scheme {parts.scheme!r} is not supported; expected http or https")
     if parts.username is not None or parts.password is not None:
         raise ValueError("contains user info; remove it and put the user name and password under credentials")
     if not parts.hostname:
@@ -323,12 +332,26 @@ def _worker_settings(raw: dict[str, Any], path: str, base: _WorkerDefaults, prob
     )
 
 
+def _ca_file(tls: TLSConfig, path: str, base_dir: Path, problems: _Problems) -> TLSConfig:
+    """Resolve ``ca_file`` against the configuration's folder and check that it can be read."""
+    if tls.ca_file is None:
+        return tls
+    file_path = (base_dir / os.path.expandvars(tls.ca_file)).resolve()
+    try:
+        with file_path.open("rb"):
+            pass
+    except OSError as error:
+        problems.add(f"{path}.tls.ca_file", f"cannot read {str(file_path)!r}: {error.strerror}")
+    return dataclasses.replace(tls, ca_file=str(file_path))
+
+
 def _worker(
     raw: Any,
     path: str,
     defaults: _WorkerDefaults,
     credentials: dict[str, Credentials],
     problems: _Problems,
+    base_dir: Path,
 ) -> WorkerConfig | None:
     if isinstance(raw, Mapping) and not raw:
         problems.add(path, "empty worker; expected at least name and url")
@@ -342,8 +365,9 @@ def _worker(
         name = None
     url = problems.convert(values.get("url"), f"{path}.url", check_worker_url, None)
     settings = _worker_settings(values, path, defaults, problems)
+    tls = _ca_file(settings.tls, path, base_dir, problems)
     chosen = credentials.get(settings.credentials)
-    if chosen is None:
+    if chosen is None and settings.credentials not in problems.broken:
         key = f"{path}.credentials" if "credentials" in values else path
         problems.add(key, f"no credentials named {settings.credentials!r} under credentials")
     if name is None or url is None or chosen is None:
@@ -353,7 +377,7 @@ def _worker(
         url,
         chosen,
         settings.timeout,
-        settings.tls,
+        tls,
         settings.cache,
         settings.breaker,
         settings.collect,
@@ -386,7 +410,7 @@ def parse_config(raw: Any, base_dir: Path | None = None, source: str | None = No
             problems.add(f"{path}.name", f"duplicate worker name {name!r}, first used by {seen[name]}")
         elif isinstance(name, str):
             seen[name] = path
-        worker = _worker(entry, path, defaults, credentials, problems)
+        worker = _worker(entry, path, defaults, credentials, problems, base_dir)
         if worker is not None and not duplicate:
             workers.append(worker)
 
@@ -480,5 +504,6 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError([f"not valid YAML: {error}"], str(file_path)) from None
+        detail = str(error).replace('"<unicode string>"', str(file_path))
+        raise ConfigError([f"not valid YAML: {detail}"], str(file_path)) from None
     return parse_config(raw, file_path.parent, str(file_path))

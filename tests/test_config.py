@@ -36,11 +36,16 @@ EXPECTED_PROBLEMS = {
     "invalid-several-faults.yaml": [
         "credentials.default: missing password or password_file",
         "workers[0].name: invalid name 'worker 01'; expected 1-128 letters, digits, '.', '_', ':' or '-'",
-        "workers[0]: no credentials named 'default' under credentials",
         "workers[1].url: missing; expected the worker's base URL, such as https://cml-01.example.net",
         "workers[1].breaker.fail_max: invalid value 0; expected a whole number of at least 1",
         "workers[1].breaker.max_reset_timeout: must not be shorter than reset_timeout",
-        "workers[1]: no credentials named 'default' under credentials",
+    ],
+    "invalid-url-without-scheme.yaml": [
+        "workers[0].url: 'cml-1.example.net' has no scheme; start it with https:// (or http://), "
+        "as in https://cml-01.example.net",
+    ],
+    "invalid-ca-file.yaml": [
+        "workers[0].tls.ca_file: cannot read '{dir}/no-such-ca.pem': No such file or directory",
     ],
 }
 
@@ -50,7 +55,8 @@ def test_invalid_config_names_key_path(file_name: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(INVALID / file_name)
 
-    assert caught.value.problems == EXPECTED_PROBLEMS[file_name]
+    expected = [problem.replace("{dir}", str(INVALID)) for problem in EXPECTED_PROBLEMS[file_name]]
+    assert caught.value.problems == expected
 
 
 def test_every_invalid_file_has_expected_problems() -> None:
@@ -69,6 +75,7 @@ def _example_in(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "config.example.yaml", example)
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "cml-readonly-password").write_text("from-a-file\n")
+    (tmp_path / "cml-ca.pem").write_text("placeholder\n")
     return example
 
 
@@ -150,3 +157,26 @@ def test_check_config_command_accepts_valid_file(tmp_path: Path) -> None:
 
     assert good.returncode == 0
     assert "valid, 1 worker(s): worker-01" in good.stdout
+
+
+def test_ca_file_resolves_against_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ca.pem").write_text("placeholder\n")
+    (tmp_path / "config.yaml").write_text(
+        "credentials: {default: {username: admin, password: x}}\n"
+        "workers: [{name: worker-01, url: 'https://cml-1.example.net', tls: {ca_file: ca.pem}}]\n"
+    )
+    monkeypatch.chdir(ROOT)
+
+    config = load_config(tmp_path / "config.yaml")
+
+    assert config.workers[0].tls.ca_file == str((tmp_path / "ca.pem").resolve())
+
+
+def test_yaml_syntax_error_names_file(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("workers: [\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+
+    assert str(tmp_path / "config.yaml") in caught.value.problems[0]
+    assert "<unicode string>" not in str(caught.value)
