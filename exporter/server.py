@@ -32,6 +32,7 @@ class Exporter:
         self.config_file = config_file
         self.ready = False
         self._reload_lock = asyncio.Lock()
+        self.last_reload_problems: list[str] = []
         self.inventory = InventoryWatcher(self._inventory_settings, self.reload)
 
     def _inventory_settings(self) -> tuple[str | None, float]:
@@ -64,6 +65,7 @@ class Exporter:
                 config = await asyncio.to_thread(load_config, self.config_file)
             except ConfigError as error:
                 self.fleet.reload_successful = False
+                self.last_reload_problems = error.problems
                 log.error(
                     "configuration reload rejected; the running configuration stays in force",
                     extra={"config": self.config_file, "error": "; ".join(error.problems)},
@@ -75,6 +77,13 @@ class Exporter:
             self.fleet.reload_success_at = time.time()
             log.info("configuration reloaded", extra={"config": self.config_file, "workers": len(config.workers)})
             return True
+
+
+def _format_address(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return str(address)
 
 
 def _text(body: str, status: int = 200) -> web.Response:
@@ -158,12 +167,14 @@ async def handle_reload(request: web.Request) -> web.Response:
         return _text("nothing to reload: the exporter was started without --config.file", 400)
     if await exporter.reload():
         return _text("configuration reloaded")
-    return _text("configuration reload failed; the running configuration stays in force (see the log)", 500)
+    problems = "\n".join(f"  {problem}" for problem in exporter.last_reload_problems)
+    return _text(f"configuration reload failed; the running configuration stays in force:\n{problems}", 500)
 
 
 async def handle_landing(request: web.Request) -> web.Response:
     exporter = request.app[EXPORTER_KEY]
-    snapshots = [worker.snapshot() for worker in exporter.fleet.workers.values()]
+    workers = exporter.fleet.workers.values()
+    snapshots = [worker.last_snapshot or worker.snapshot() for worker in workers]
     return web.Response(text=render_landing(snapshots, _worker_urls(exporter)), content_type="text/html")
 
 
@@ -230,7 +241,7 @@ async def serve(
         for stop_signal in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(stop_signal, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
-        addresses = ", ".join(str(name) for name in runner.addresses)
+        addresses = ", ".join(_format_address(address) for address in runner.addresses)
         log.info("listening", extra={"address": addresses, "tls": ssl_context is not None})
         if ready is not None:
             ready.set()

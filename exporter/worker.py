@@ -30,6 +30,9 @@ class Worker:
         # populate_lab_tiles is unofficial: once a worker answers 404 there, labs come from the lab list.
         self.lab_tiles_supported: bool | None = None
         self.refresh_task: asyncio.Task[None] | None = None
+        # What the latest scrape showed; the landing page reads it so that viewing the page neither
+        # expires cached results nor moves the status-since time.
+        self.last_snapshot: WorkerSnapshot | None = None
         self.probe_duration: float | None = None
         self._attempts: dict[str, Attempt] = {}
         self._data: dict[str, tuple[float, Any]] = {}  # endpoint -> (monotonic time of success, parsed data)
@@ -173,7 +176,7 @@ class Worker:
                 log.info("worker status changed", extra=log_fields)
             self._status = status
             self._status_since = time.time()
-        return WorkerSnapshot(
+        snapshot = WorkerSnapshot(
             worker=self.name,
             status=status,
             status_since=self._status_since,
@@ -181,3 +184,5 @@ class Worker:
             probe_duration=self.probe_duration,
             per_owner=self.config.collect.per_owner,
         )
+        self.last_snapshot = snapshot
+        return snapshot

@@ -196,3 +196,35 @@ def test_serve_rejects_bad_listen_address(address: str, tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "invalid listen address" in result.stderr
+
+
+async def test_landing_page_does_not_expire_results(simulator: Simulator) -> None:
+    """Viewing / between scrapes must neither mark workers unavailable nor move their status-since time."""
+    import asyncio
+
+    from exporter.config import CacheConfig
+
+    config = fleet_config(simulator, timeout=0.2, cache=CacheConfig(ttl=0.2, licensing_ttl=0.2))
+    async with ExporterUnderTest(config) as exporter:
+        first = await exporter.scrape()
+        await asyncio.sleep(0.6)
+        status, page, _ = await exporter.get("/")
+        second = await exporter.scrape()
+
+    assert status == 200
+    assert "class='available'" in page
+    since = first.get("cml_service_status_since_timestamp_seconds", worker="healthy")
+    assert second.get("cml_service_status_since_timestamp_seconds", worker="healthy") == since
+
+
+async def test_failed_reload_answers_with_problems(simulator: Simulator, tmp_path: Path) -> None:
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("workers: [{name: healthy, url: 'ftp://nowhere'}]\n")
+    async with ExporterUnderTest(fleet_config(simulator), str(config_file)) as exporter:
+        status, body, _ = await exporter.get("/-/reload", method="POST")
+        samples = await exporter.scrape()
+
+    assert status == 500
+    assert "workers[0].url: scheme 'ftp' is not supported" in body
+    assert samples.get("cml_exporter_config_last_reload_successful") == 0
+    assert samples.status("healthy") == "available"
