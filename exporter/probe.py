@@ -133,7 +133,7 @@ async def probe_endpoint(worker: Worker, endpoint: str) -> None:
             async with asyncio.timeout(timeout):
                 return await FETCHERS[endpoint](worker)
         except TimeoutError:
-            message = f"no complete answer within {timeout:g}s (timeout)"
+            message = f"no complete answer within the {timeout:g}s timeout"
             raise ProbeError(worker.name, endpoint, "timeout", message) from None
 
     started = time.monotonic()

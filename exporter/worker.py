@@ -109,7 +109,7 @@ class Worker:
             if not isinstance(token, str) or not token:
                 raise ProbeError(self.name, "authenticate", "bad_response", "expected the token as a JSON string")
         except TimeoutError:
-            error = ProbeError(self.name, "authenticate", "timeout", f"no answer within {timeout:g}s (timeout)")
+            error = ProbeError(self.name, "authenticate", "timeout", f"no answer within the {timeout:g}s timeout")
             self.record_failure("authenticate", error, time.monotonic() - started)
             raise error from None
         except ProbeError as error:
