@@ -48,7 +48,7 @@ class Options:
     # The exporter's default TTL; the cold and cached scrapes of 1000 workers must end within it.
     ttl: float = 15.0
     scrape_timeout: float = 30.0
-    max_concurrent_workers: int = 64
+    max_concurrent_workers: int = 256
     naive_labs: int = 200
     output: Path = RESULTS_DIR
 
@@ -469,7 +469,7 @@ def parse_options(argv: list[str]) -> Options:
     parser.add_argument("--cached-scrapes", type=int, default=defaults.cached_scrapes, help="cached scrapes (5)")
     parser.add_argument("--ttl", type=float, default=defaults.ttl, help="cache TTL given to the exporter, seconds (15)")
     parser.add_argument(
-        "--max-concurrent-workers", type=int, default=defaults.max_concurrent_workers, help="exporter setting (64)"
+        "--max-concurrent-workers", type=int, default=defaults.max_concurrent_workers, help="exporter setting (256)"
     )
     parser.add_argument(
         "--naive-labs", type=int, default=defaults.naive_labs, help="labs for the naive comparison, 0 skips it (200)"

@@ -25,6 +25,8 @@ from exporter.config import ExporterSettings, WorkerConfig
 from exporter.errors import ProbeError
 
 API_PREFIX = "/api/v0/"
+# Connections to one worker at most; only the per-lab calls of the lab-list fallback use more than two.
+MAX_CONNECTIONS = 8
 USER_AGENT = f"cml-exporter/{__version__}"
 
 
@@ -114,8 +116,13 @@ class CmlClient:
 
     async def start(self) -> None:
         # Keep-alive connections are reused across scrapes, so a worker pays one TLS handshake, not one per request.
+        # Idle connections outlive the cache TTL, so each refresh reuses them instead of reconnecting.
         connector = aiohttp.TCPConnector(
-            limit=8, ssl=make_ssl_context(self.worker), ttl_dns_cache=300, resolver=_Resolver()
+            limit=MAX_CONNECTIONS,
+            keepalive_timeout=2 * self.worker.cache.ttl + self.worker.timeout,
+            ssl=make_ssl_context(self.worker),
+            ttl_dns_cache=300,
+            resolver=_Resolver(),
         )
         self._session = aiohttp.ClientSession(
             connector=connector,

@@ -93,7 +93,7 @@ class WorkerConfig:
 class ExporterSettings:
     scrape_timeout_offset: float = 0.5
     default_scrape_timeout: float = 10.0
-    max_concurrent_workers: int = 64
+    max_concurrent_workers: int = 256
     max_response_bytes: int = 16 * 1024 * 1024
     retry_after_max: float = 300.0
     workers_file_check_interval: float = 10.0

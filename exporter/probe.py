@@ -39,18 +39,18 @@ def _parsed(worker: Worker, endpoint: str, parse: Callable[[Any], Any], body: An
         raise ProbeError(worker.name, endpoint, "bad_response", f"unexpected response: {error}") from None
 
 
-async def get_authenticated(worker: Worker, endpoint: str, path: str) -> Any:
+async def get_authenticated(worker: Worker, endpoint: str, path: str, *, bulk: bool = False) -> Any:
     """GET an endpoint that needs a token; on 401 log in again once and retry once."""
     token = await worker.auth.token(endpoint)
     try:
-        body = await worker.send(endpoint, path, token=token)
+        body = await worker.send(endpoint, path, token=token, bulk=bulk)
     except ProbeError as error:
         if error.reason != "http_401":
             raise
         worker.auth.invalidate(token)
         token = await worker.auth.token(endpoint)
         try:
-            body = await worker.send(endpoint, path, token=token)
+            body = await worker.send(endpoint, path, token=token, bulk=bulk)
         except ProbeError as retry_error:
             if retry_error.reason == "http_401":
                 worker.auth.reject_fresh(token)
@@ -103,8 +103,8 @@ async def _fetch_labs_one_by_one(worker: Worker) -> Labs:
     async def fetch(lab_id: str) -> Lab | None:
         async with limit:
             try:
-                lab = await get_authenticated(worker, "labs", f"labs/{lab_id}")
-                elements = await get_authenticated(worker, "labs", f"labs/{lab_id}/lab_element_state")
+                lab = await get_authenticated(worker, "labs", f"labs/{lab_id}", bulk=True)
+                elements = await get_authenticated(worker, "labs", f"labs/{lab_id}/lab_element_state", bulk=True)
             except ProbeError as error:
                 if error.reason == "http_404":
                     return None  # deleted between the list and this call

@@ -17,6 +17,12 @@ from exporter.snapshot import ENDPOINTS, Attempt, EndpointState, WorkerSnapshot,
 
 log = logging.getLogger(__name__)
 
+# Requests of the regular endpoints in flight to one worker at once. With two, a cold refresh takes
+# three round trips (information and login, then two rounds of authenticated calls) instead of two,
+# but each worker needs only two connections: opening connections was the largest CPU cost of the
+# first scrape of a large fleet (see docs/performance.md).
+PRIMARY_CONCURRENCY = 2
+
 
 class Worker:
     """The state of one worker between scrapes; ``probe.py`` fills it, ``snapshot()`` reads it."""
@@ -40,6 +46,7 @@ class Worker:
         self._next_due: dict[str, float] = {}
         self._requests: Counter[str] = Counter()
         self._failures: Counter[tuple[str, str]] = Counter()
+        self._primary_slots = asyncio.Semaphore(PRIMARY_CONCURRENCY)
         self._hold_until = 0.0
         self._hold_reason = "http_429"
         self._status = "unavailable"
@@ -74,15 +81,31 @@ class Worker:
             return []
         return [endpoint for endpoint in ENDPOINTS[:-1] if now >= self._next_due.get(endpoint, 0.0)]
 
-    async def send(self, endpoint: str, path: str, *, token: str | None = None, method: str = "GET",
-                   body: Any = None) -> Any:
-        """Send one request, counting it, and hold the worker back when it answers with Retry-After."""
+    async def send(
+        self,
+        endpoint: str,
+        path: str,
+        *,
+        token: str | None = None,
+        method: str = "GET",
+        body: Any = None,
+        bulk: bool = False,
+    ) -> Any:
+        """Send one request, counting it, and hold the worker back when it answers with Retry-After.
+
+        Requests of the regular endpoints run at most PRIMARY_CONCURRENCY at a time per worker; ``bulk``
+        requests (the per-lab calls of the lab-list fallback) may use every connection of the client.
+        """
         if time.monotonic() < self._hold_until:
             message = "not sent: the worker asked to wait (Retry-After)"
             raise ProbeError(self.name, endpoint, self._hold_reason, message)
-        self._requests[endpoint] += 1
         try:
-            return await self.client.request_json(endpoint, path, token=token, method=method, body=body)
+            if bulk:
+                self._requests[endpoint] += 1
+                return await self.client.request_json(endpoint, path, token=token, method=method, body=body)
+            async with self._primary_slots:
+                self._requests[endpoint] += 1
+                return await self.client.request_json(endpoint, path, token=token, method=method, body=body)
         except ProbeError as error:
             if error.retry_after is not None:
                 self.hold(error.retry_after, error.reason)
