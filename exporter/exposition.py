@@ -107,6 +107,10 @@ class WorkerRenderer:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[tuple[Any, ...], dict[str, str]]] = {}
         self._headers = [(metric.name, "".join(_help_and_type(metric))) for metric in worker_families([])]
+        # The latest output and the per-worker texts it was made of, so that scrapes which find nothing
+        # changed (concurrent scrapes, scrapes inside the TTL) share one copy instead of each making one.
+        self._last_texts: list[dict[str, str]] = []
+        self._last_output = b""
 
     def _worker_text(self, snapshot: WorkerSnapshot) -> dict[str, str]:
         key = _snapshot_key(snapshot)
@@ -125,11 +129,30 @@ class WorkerRenderer:
                 current = {snapshot.worker for snapshot in snapshots}
                 for name in [name for name in self._cache if name not in current]:
                     del self._cache[name]
+        return self._join(texts)
+
+    def _join(self, texts: list[dict[str, str]]) -> str:
         parts = []
         for name, header in self._headers:
             parts.append(header)
             parts.extend(text[name] for text in texts)
         return "".join(parts)
+
+    def render_bytes(self, snapshots: Sequence[WorkerSnapshot], *, prune: bool = False) -> bytes:
+        """Render as ``render`` does, encoded; returns the previous output object when nothing changed."""
+        with self._lock:
+            texts = [self._worker_text(snapshot) for snapshot in snapshots]
+            if prune:
+                current = {snapshot.worker for snapshot in snapshots}
+                for name in [name for name in self._cache if name not in current]:
+                    del self._cache[name]
+            unchanged = len(texts) == len(self._last_texts) and all(
+                new is old for new, old in zip(texts, self._last_texts, strict=True)
+            )
+            if not unchanged:
+                self._last_output = self._join(texts).encode("utf-8")
+                self._last_texts = texts
+            return self._last_output
 
 
 _renderer = WorkerRenderer()
@@ -142,8 +165,11 @@ def render_probe(snapshots: list[WorkerSnapshot]) -> bytes:
 
 def render_metrics(
     snapshots: list[WorkerSnapshot], workers: int, reload_successful: bool, reload_success_at: float | None
-) -> bytes:
-    """Render the /metrics response: every worker, the exporter's own series and the process metrics."""
-    worker_text = _renderer.render(snapshots, prune=True).encode("utf-8")
+) -> list[bytes]:
+    """Render the /metrics response: every worker, the exporter's own series and the process metrics.
+
+    The parts are returned separately, so that a large fleet's text is not copied once more to join them.
+    """
+    worker_text = _renderer.render_bytes(snapshots, prune=True)
     own = render(exporter_families(workers, reload_successful, reload_success_at))
-    return worker_text + own + generate_latest(REGISTRY)
+    return [worker_text, own, generate_latest(REGISTRY)]

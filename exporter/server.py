@@ -110,10 +110,16 @@ async def handle_metrics(request: web.Request) -> web.Response:
         wait_seconds = fleet.scrape_timeout(request.headers.get(SCRAPE_TIMEOUT_HEADER))
         snapshots = await fleet.collect(list(fleet.workers), wait_seconds)
     # Rendering a large fleet takes a while; a thread keeps /-/healthy and other scrapes answering meanwhile.
-    body = await asyncio.to_thread(
+    parts = await asyncio.to_thread(
         render_metrics, snapshots, len(fleet.workers), fleet.reload_successful, fleet.reload_success_at
     )
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
+    response.content_length = sum(len(part) for part in parts)
+    await response.prepare(request)
+    for part in parts:
+        await response.write(part)
+    await response.write_eof()
+    return response
 
 
 def _check_target(target: str | None, known: dict[str, object]) -> str | None:

@@ -71,3 +71,20 @@ async def test_renderer_renders_again_after_change(simulator: Simulator) -> None
     assert before.encode() == _reference(first)
     assert after.encode() == _reference(second)
     assert after != before
+
+
+async def test_unchanged_fleet_reuses_rendered_output(simulator: Simulator) -> None:
+    renderer = WorkerRenderer()
+    async with ExporterUnderTest(fleet_config(simulator)) as exporter:
+        await exporter.get("/metrics")
+        snapshots = _snapshots(exporter)
+
+        first = renderer.render_bytes(snapshots)
+        second = renderer.render_bytes(_snapshots(exporter))
+        exporter.exporter.fleet.workers["healthy"].record_success("system_health", None, 0.5)
+        third = renderer.render_bytes(_snapshots(exporter))
+
+    assert first == _reference(snapshots)
+    assert second is first
+    assert third is not first
+    assert third != first
