@@ -18,6 +18,7 @@ import random
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import aiohttp
@@ -86,6 +87,30 @@ def measure() -> Resources:
     )
 
 
+# Hanging and trickling faults keep a few connections and handler tasks alive at any moment, so one
+# sample after warm-up and one at the end differ by chance. The warm-up figure is the highest of a few
+# samples and the end figure the lowest: a leak still shows, because it raises every later sample.
+SAMPLE_COUNT = 5
+SAMPLE_INTERVAL = 0.2
+
+
+async def _samples() -> list[Resources]:
+    samples = []
+    for _ in range(SAMPLE_COUNT):
+        samples.append(measure())
+        await asyncio.sleep(SAMPLE_INTERVAL)
+    return samples
+
+
+def _combine(samples: list[Resources], pick: Callable[[Iterable[float]], float]) -> Resources:
+    return Resources(
+        fds=int(pick(sample.fds for sample in samples)),
+        tasks=int(pick(sample.tasks for sample in samples)),
+        sessions=int(pick(sample.sessions for sample in samples)),
+        rss_mb=pick(sample.rss_mb for sample in samples),
+    )
+
+
 async def _flap(sim: Simulator, names: list[str], rng: random.Random, stop: asyncio.Event) -> None:
     while not stop.is_set():
         for name in names:
@@ -136,9 +161,9 @@ async def run(seconds: float, workers: int = 6, seed: int = 1, warm_up: float | 
                 asyncio.create_task(_scraper(exporter, paths, report, stop)),
             ]
             await asyncio.sleep(warm_up)
-            report.warm = measure()
-            await asyncio.sleep(seconds - warm_up)
-            report.end = measure()
+            report.warm = _combine(await _samples(), max)
+            await asyncio.sleep(max(0.0, seconds - warm_up - 2 * SAMPLE_COUNT * SAMPLE_INTERVAL))
+            report.end = _combine(await _samples(), min)
             stop.set()
             await asyncio.gather(*tasks)
     return report
