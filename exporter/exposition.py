@@ -121,14 +121,19 @@ class WorkerRenderer:
         self._cache[snapshot.worker] = (key, text)
         return text
 
+    def _texts(self, snapshots: Sequence[WorkerSnapshot], prune: bool) -> list[dict[str, str]]:
+        """Return each worker's sample text; the caller holds the lock."""
+        texts = [self._worker_text(snapshot) for snapshot in snapshots]
+        if prune:
+            current = {snapshot.worker for snapshot in snapshots}
+            for name in [name for name in self._cache if name not in current]:
+                del self._cache[name]
+        return texts
+
     def render(self, snapshots: Sequence[WorkerSnapshot], *, prune: bool = False) -> str:
         """Render every worker family for ``snapshots``; ``prune`` forgets workers not among them."""
         with self._lock:
-            texts = [self._worker_text(snapshot) for snapshot in snapshots]
-            if prune:
-                current = {snapshot.worker for snapshot in snapshots}
-                for name in [name for name in self._cache if name not in current]:
-                    del self._cache[name]
+            texts = self._texts(snapshots, prune)
         return self._join(texts)
 
     def _join(self, texts: list[dict[str, str]]) -> str:
@@ -141,11 +146,7 @@ class WorkerRenderer:
     def render_bytes(self, snapshots: Sequence[WorkerSnapshot], *, prune: bool = False) -> bytes:
         """Render as ``render`` does, encoded; returns the previous output object when nothing changed."""
         with self._lock:
-            texts = [self._worker_text(snapshot) for snapshot in snapshots]
-            if prune:
-                current = {snapshot.worker for snapshot in snapshots}
-                for name in [name for name in self._cache if name not in current]:
-                    del self._cache[name]
+            texts = self._texts(snapshots, prune)
             unchanged = len(texts) == len(self._last_texts) and all(
                 new is old for new, old in zip(texts, self._last_texts, strict=True)
             )

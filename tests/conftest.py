@@ -26,7 +26,7 @@ def require_binary(name: str) -> str:
     """Return the path of ``name``; skip the test when it is missing, except under CI, where that fails."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} not found; install it with: apt-get install prometheus prometheus-alertmanager"
+        message = f"{name} not found on PATH; install it with `apt-get install prometheus prometheus-alertmanager`"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

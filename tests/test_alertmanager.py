@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -19,21 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import require_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = ROOT / "deploy" / "alertmanager" / "alertmanager.example.yml"
-INSTALL_HINT = "apt-get install prometheus-alertmanager"
 STARTUP_TIMEOUT_SECONDS = 15.0
 
-
-def require_binary(name: str) -> str:
-    """Return the path of an Alertmanager tool; skip without it, or fail when the CI variable is set."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found on PATH; install it with `{INSTALL_HINT}`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def free_port() -> int:

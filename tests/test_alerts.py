@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,28 +11,19 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import require_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 RULES_FILE = ROOT / "alerts" / "cml-exporter.rules.yml"
 RULE_TEST_FILES = sorted((ROOT / "alerts" / "tests").glob("*.yml"))
 RUNBOOK_FILE = ROOT / "docs" / "runbook.md"
 RUNBOOK_BASE_URL = "https://github.com/cml-exporter/cml-exporter/blob/main/docs/runbook.md#"
-INSTALL_HINT = "apt-get install prometheus"
 
 # A PromQL identifier: a metric name, recording rule name, function, keyword or label name.
 IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 LABEL_MATCHERS = re.compile(r"\{[^}]*\}")
 
-
-def require_binary(name: str) -> str:
-    """Return the path of a Prometheus tool; skip without it, or fail when the CI variable is set."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found on PATH; install it with `{INSTALL_HINT}`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def load_rules() -> list[dict[str, Any]]:

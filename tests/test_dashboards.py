@@ -5,9 +5,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import require_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "dashboards"
 PROMETHEUS_CONFIGS = ROOT / "deploy" / "prometheus"
 BOARD_FILES = ("cml-fleet.json", "cml-worker.json")
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-INSTALL_HINT = "apt-get install prometheus prometheus-alertmanager"
 
 # Every series a dashboard may query: the exporter's metrics, the client library's process metrics and
 # the ALERTS series that Prometheus writes.
@@ -350,16 +349,6 @@ def test_fleet_shows_firing_cml_alerts_with_runbook_links() -> None:
     for name, runbook_url in runbooks.items():
         assert f"{base_url}#{anchors[name]}" == runbook_url, name
 
-
-def require_binary(name: str) -> str:
-    """Return the path of a Prometheus tool; skip without it, or fail when the CI variable is set."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found on PATH; install it with `{INSTALL_HINT}`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def substitute_variables(expr: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import shutil
 import signal
@@ -28,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIGS = ROOT / "deploy" / "prometheus"
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.example.yml"
 RULES_FILE = ROOT / "alerts" / "cml-exporter.rules.yml"
-INSTALL_HINT = "apt-get install prometheus prometheus-alertmanager"
 HOST = "127.0.0.1"
 
 # Prometheus scrapes and evaluates every second in the test, and every alert waits this long in
@@ -36,16 +34,6 @@ HOST = "127.0.0.1"
 INTERVAL = "1s"
 SHORT_FOR = "4s"
 
-
-def require_binary(name: str) -> str:
-    """Return the path of an external program; skip without it, or fail when the CI variable is set."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found on PATH; install it with `{INSTALL_HINT}`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def exporter_command() -> list[str]:

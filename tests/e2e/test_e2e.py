@@ -29,7 +29,6 @@ from e2e_stack import (
     exporter_command,
     free_port,
     prometheus_config,
-    require_binary,
     shortened_rules,
     substitute,
     wait_until_ready,
@@ -37,6 +36,7 @@ from e2e_stack import (
 )
 
 from exporter.simulator import Fault, Simulator, WorkerProfile
+from tests.conftest import require_binary
 
 pytestmark = pytest.mark.e2e
 

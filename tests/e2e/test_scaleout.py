@@ -19,10 +19,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 import yaml
-from e2e_stack import PrometheusAPI, Stack, free_port, require_binary, wait_until_ready, write_yaml
+from e2e_stack import PrometheusAPI, Stack, free_port, wait_until_ready, write_yaml
 
 from exporter.config import CacheConfig, ExporterSettings
 from exporter.simulator import Simulator, WorkerProfile
+from tests.conftest import require_binary
 from tests.support import ExporterUnderTest, fleet_config
 
 pytestmark = pytest.mark.e2e
