@@ -138,11 +138,3 @@ class Breaker:
             return
         with contextlib.suppress(_Failure, _Excluded, pybreaker.CircuitBreakerError):
             self._breaker.call(replay)
-
-
-def opened_since(breaker: Breaker) -> float | None:
-    """Unix time at which the breaker last opened, or None when it is not open."""
-    if breaker.state != "open":
-        return None
-    return breaker._opened_at()
-

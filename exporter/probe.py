@@ -170,7 +170,7 @@ async def probe_worker(worker: Worker, endpoints: list[str] | None = None) -> No
         if isinstance(result, asyncio.CancelledError):
             raise result
         if isinstance(result, BaseException):
-            # A bug, not a worker fault: keep the other endpoints and say what broke.
+            # A bug, not a worker fault: keep the other endpoints and log what broke.
             log.error(
                 "probe failed unexpectedly",
                 extra={"worker": worker.name, "endpoint": endpoint, "error": repr(result)},

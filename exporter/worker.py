@@ -33,7 +33,7 @@ class Worker:
         self.client = CmlClient(config, settings)
         self.breakers = {endpoint: Breaker(config.name, endpoint, config.breaker) for endpoint in ENDPOINTS}
         self.auth = TokenManager(config, self.breakers["authenticate"], self._login)
-        # populate_lab_tiles is unofficial: once a worker answers 404 there, labs come from the lab list.
+        # populate_lab_tiles is unofficial: once a worker returns 404 there, labs come from the lab list.
         self.lab_tiles_supported: bool | None = None
         self.refresh_task: asyncio.Task[None] | None = None
         # What the latest scrape showed; the landing page reads it so that viewing the page neither
@@ -75,7 +75,7 @@ class Worker:
         return self.ttl(endpoint) + self.config.timeout
 
     def due_endpoints(self, now: float | None = None) -> list[str]:
-        """Endpoints whose cached result has expired, none while a Retry-After holds the worker back."""
+        """Endpoints whose cached result has expired, none while a Retry-After delay is in force."""
         now = time.monotonic() if now is None else now
         if now < self._hold_until:
             return []
@@ -91,7 +91,7 @@ class Worker:
         body: Any = None,
         bulk: bool = False,
     ) -> Any:
-        """Send one request, counting it, and hold the worker back when it answers with Retry-After.
+        """Send one request, counting it, and hold the worker back when it responds with Retry-After.
 
         Requests of the regular endpoints run at most PRIMARY_CONCURRENCY at a time per worker; ``bulk``
         requests (the per-lab calls of the lab-list fallback) may use every connection of the client.
