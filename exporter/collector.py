@@ -140,6 +140,11 @@ class _Families:
         self.probe_duration = _gauge(
             "cml_probe_duration_seconds", "Duration of the latest refresh of the worker, in seconds.", worker
         )
+        self.retry_after_until = _gauge(
+            "cml_retry_after_until_timestamp_seconds",
+            "Unix time until which the worker asked, with Retry-After, to be sent no requests; absent otherwise.",
+            worker,
+        )
 
     def all(self) -> list[Metric]:
         return [value for value in vars(self).values() if isinstance(value, Metric)]
@@ -158,6 +163,7 @@ def _render_worker(families: _Families, snapshot: WorkerSnapshot) -> None:
         families.status.add_metric([name, status], float(status == snapshot.status))
     families.status_since.add_metric([name], snapshot.status_since)
     _add(families.probe_duration, [name], snapshot.probe_duration)
+    _add(families.retry_after_until, [name], snapshot.retry_after_until)
     _render_endpoints(families, snapshot)
 
     information = snapshot.information

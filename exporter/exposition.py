@@ -93,7 +93,14 @@ def _snapshot_key(snapshot: WorkerSnapshot) -> tuple[Any, ...]:
         )
         for name, state in snapshot.endpoints.items()
     )
-    return (snapshot.status, snapshot.status_since, snapshot.probe_duration, snapshot.per_owner, endpoints)
+    return (
+        snapshot.status,
+        snapshot.status_since,
+        snapshot.probe_duration,
+        snapshot.per_owner,
+        snapshot.retry_after_until,
+        endpoints,
+    )
 
 
 class WorkerRenderer:

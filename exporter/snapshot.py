@@ -64,6 +64,8 @@ class WorkerSnapshot:
     endpoints: dict[str, EndpointState]
     probe_duration: float | None = None
     per_owner: bool = False
+    # Unix time until which the worker asked for no requests (Retry-After), while that wait is in force.
+    retry_after_until: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -48,6 +48,7 @@ class Worker:
         self._failures: Counter[tuple[str, str]] = Counter()
         self._primary_slots = asyncio.Semaphore(PRIMARY_CONCURRENCY)
         self._hold_until = 0.0
+        self._hold_until_unix = 0.0
         self._hold_reason = "http_429"
         self._status = "unavailable"
         self._status_since = time.time()
@@ -117,6 +118,7 @@ class Worker:
         until = time.monotonic() + seconds
         if until > self._hold_until:
             self._hold_until = until
+            self._hold_until_unix = time.time() + seconds
             self._hold_reason = reason
             log.warning("worker asked to wait (Retry-After)", extra={"worker": self.name, "retry_seconds": seconds})
 
@@ -206,6 +208,7 @@ class Worker:
             endpoints=endpoints,
             probe_duration=self.probe_duration,
             per_owner=self.config.collect.per_owner,
+            retry_after_until=self._hold_until_unix if now < self._hold_until else None,
         )
         self.last_snapshot = snapshot
         return snapshot

@@ -39,8 +39,10 @@ async def _full_exposition() -> str:
     sim.add_worker("unlicensed", WorkerProfile(version="2.10", licence="unregistered"))
     sim.add_worker("not-ready", WorkerProfile(boot=BootTimeline(not_ready=3600)))
     sim.add_worker("broken-stats", WorkerProfile(version="2.7", populate_lab_tiles=False))
+    sim.add_worker("throttled", WorkerProfile())
     async with sim:
         sim.set_fault("broken-stats", "system_stats", Fault(status=503))
+        sim.set_fault("throttled", "licensing", Fault(status=429, retry_after="600"))
         config = fleet_config(sim)
         config = replace_worker(config, "healthy", collect=CollectConfig(per_owner=True))
         config = replace_worker(config, "broken-stats", breaker=BreakerConfig(fail_max=1, reset_timeout=60))

@@ -64,6 +64,10 @@ async def test_retry_after_holds_worker_back(status: int, header: str) -> None:
     assert _last_success(held[-1], "system_information") == _last_success(second, "system_information")
     assert _last_success(second, "system_information") > _last_success(first, "system_information")
     assert busy_after_hold > busy_during_hold
+    held_until = held[-1].get("cml_retry_after_until_timestamp_seconds", worker="busy")
+    assert held_until is not None
+    assert held_until > time.time() - 2.2
+    assert after.get("cml_retry_after_until_timestamp_seconds", worker="busy") is None
     assert_complete(after, "busy")
     assert_complete(after, "healthy")
 

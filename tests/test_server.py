@@ -55,7 +55,7 @@ def test_every_worker_has_always_present_series(exporter_exposition: str) -> Non
     samples = Samples(exporter_exposition)
     workers = {labels["worker"] for labels, _ in samples.all("cml_up")}
 
-    assert workers == {"healthy", "unlicensed", "not-ready", "broken-stats"}
+    assert workers == {"healthy", "unlicensed", "not-ready", "broken-stats", "throttled"}
     for worker in workers:
         assert samples.get("cml_ready", worker=worker) is not None
         assert len(samples.all("cml_service_status", worker=worker)) == 3
@@ -64,6 +64,12 @@ def test_every_worker_has_always_present_series(exporter_exposition: str) -> Non
     assert samples.get("cml_ready", worker="not-ready") == 0
     assert samples.get("cml_license_registered", worker="unlicensed") == 0
     assert samples.get("cml_endpoint_breaker_state", worker="broken-stats", endpoint="system_stats", state="open") == 1
+    assert samples.status("throttled") == "available"
+    held_until = samples.get("cml_retry_after_until_timestamp_seconds", worker="throttled")
+    # The worker asked for 600 s; exporter.retry_after_max caps it at its default of 300 s.
+    assert held_until is not None
+    assert time.time() + 250 < held_until <= time.time() + 300
+    assert samples.get("cml_retry_after_until_timestamp_seconds", worker="healthy") is None
 
 
 async def test_landing_page_lists_workers_and_escapes_text() -> None:
