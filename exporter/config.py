@@ -6,9 +6,12 @@ Secrets (passwords) are held in ``Secret`` so they never reach a log line, repr 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
+import reprlib
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +117,23 @@ class Config:
         return None
 
 
+# Values from the file are quoted back in messages through this, so a huge value (or a YAML alias
+# expanding to one) cannot blow up a message, and a password typed in the wrong place shows at most
+# its first characters.
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = 40
+_SHORT_REPR.maxother = 40
+_SHORT_REPR.maxlevel = 1
+_SHORT_REPR.maxlist = _SHORT_REPR.maxdict = _SHORT_REPR.maxtuple = 3
+# Values a configuration may hold after YAML aliases are expanded; far above any real fleet.
+MAX_CONFIG_VALUES = 200_000
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def _show(value: Any) -> str:
+    return _SHORT_REPR.repr(value)
+
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -123,7 +143,7 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def parse_duration(text: str) -> float:
     """Parse a Prometheus-style duration (``500ms``, ``5s``, ``1m30s``) into seconds."""
     if not isinstance(text, str) or not text or _DURATION_PART.sub("", text) != "":
-        raise ValueError(f"invalid duration {text!r}; expected a number and a unit, such as 500ms, 5s, 2m or 1h")
+        raise ValueError(f"invalid duration {_show(text)}; expected a number and a unit, such as 500ms, 5s, 2m or 1h")
     return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
 
 
@@ -160,19 +180,19 @@ class _Problems:
 def _duration(value: Any) -> float:
     seconds = parse_duration(value)
     if seconds <= 0:
-        raise ValueError(f"invalid duration {value!r}; expected more than zero")
+        raise ValueError(f"invalid duration {_show(value)}; expected more than zero")
     return seconds
 
 
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"invalid value {value!r}; expected true or false")
+        raise ValueError(f"invalid value {_show(value)}; expected true or false")
     return value
 
 
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"invalid value {value!r}; expected a whole number of at least 1")
+        raise ValueError(f"invalid value {_show(value)}; expected a whole number of at least 1")
     return value
 
 
@@ -180,7 +200,7 @@ def _optional_string(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise ValueError(f"invalid value {value!r}; expected a non-empty string")
+        raise ValueError(f"invalid value {_show(value)}; expected a non-empty string")
     return value
 
 
@@ -259,9 +279,9 @@ def _password(values: dict[str, Any], path: str, base_dir: Path, problems: _Prob
             return None
         file_path = base_dir / os.path.expandvars(file_name)
         try:
-            return file_path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as error:
-            problems.add(f"{path}.password_file", f"cannot read {str(file_path)!r}: {error.strerror}")
+            return read_text_file(file_path, max_bytes=4096).rstrip("\r\n")
+        except ValueError as error:
+            problems.add(f"{path}.password_file", str(error))
             return None
     if "password" in values:
         password = values["password"]
@@ -278,10 +298,13 @@ def check_worker_url(url: Any) -> str:
     if not isinstance(url, str) or not url:
         raise ValueError("missing; expected the worker's base URL, such as https://cml-01.example.net")
     parts = urlsplit(url)
+    authority = url.split("://", 1)[-1].split("/", 1)[0]
+    if "@" in authority:
+        raise ValueError("contains user info; remove it and put the user name and password under credentials")
     if not parts.scheme or "://" not in url:
-        raise ValueError(f"{url!r} has no scheme; start it with https:// (or http://), as in https://cml-01.example.net")
+        raise ValueError(f"{_show(url)} has no scheme; start it with https:// (or http://), as in https://cml-01.example.net")
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"scheme {parts.scheme!r} is not supported; expected http or https")
+        raise ValueError(f"scheme {_show(parts.scheme)} is not supported; expected http or https")
     if parts.username is not None or parts.password is not None:
         raise ValueError("contains user info; remove it and put the user name and password under credentials")
     if not parts.hostname:
@@ -310,7 +333,8 @@ def _worker_settings(raw: dict[str, Any], path: str, base: _WorkerDefaults, prob
     """Apply the keys in ``raw`` over ``base``; nested sections override key by key."""
     credentials = raw.get("credentials", base.credentials)
     if not isinstance(credentials, str):
-        problems.add(f"{path}.credentials", f"expected the name of an entry under credentials, got {credentials!r}")
+        got = type(credentials).__name__
+        problems.add(f"{path}.credentials", f"expected the name of an entry under credentials, got a {got}")
         credentials = base.credentials
     timeout = base.timeout
     if "timeout" in raw:
@@ -338,11 +362,26 @@ def _ca_file(tls: TLSConfig, path: str, base_dir: Path, problems: _Problems) -> 
         return tls
     file_path = (base_dir / os.path.expandvars(tls.ca_file)).resolve()
     try:
-        with file_path.open("rb"):
-            pass
+        stat = file_path.stat()
+        problem = _ca_file_problem(str(file_path), stat.st_mtime_ns, stat.st_size)
     except OSError as error:
-        problems.add(f"{path}.tls.ca_file", f"cannot read {str(file_path)!r}: {error.strerror}")
+        problem = f"cannot read {str(file_path)!r}: {error.strerror}"
+    if problem is not None:
+        problems.add(f"{path}.tls.ca_file", problem)
     return dataclasses.replace(tls, ca_file=str(file_path))
+
+
+@functools.lru_cache(maxsize=64)
+def _ca_file_problem(path: str, mtime_ns: int, size: int) -> str | None:
+    # Loading a CA file takes milliseconds, and a fleet's workers usually share one: check each version
+    # of a file once (the modification time and size are part of the cache key).
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as error:
+        return f"{path!r} holds no PEM CA certificate that Python can load ({error.reason or error})"
+    except OSError as error:
+        return f"cannot read {path!r}: {error.strerror}"
+    return None
 
 
 def _worker(
@@ -361,7 +400,8 @@ def _worker(
         return None
     name = values.get("name")
     if not isinstance(name, str) or not _WORKER_NAME.match(name):
-        problems.add(f"{path}.name", f"invalid name {name!r}; expected 1-128 letters, digits, '.', '_', ':' or '-'")
+        expected = "expected 1-128 letters, digits, '.', '_', ':' or '-'"
+        problems.add(f"{path}.name", f"invalid name {_show(name)}; {expected}")
         name = None
     url = problems.convert(values.get("url"), f"{path}.url", check_worker_url, None)
     settings = _worker_settings(values, path, defaults, problems)
@@ -369,7 +409,7 @@ def _worker(
     chosen = credentials.get(settings.credentials)
     if chosen is None and settings.credentials not in problems.broken:
         key = f"{path}.credentials" if "credentials" in values else path
-        problems.add(key, f"no credentials named {settings.credentials!r} under credentials")
+        problems.add(key, f"no credentials named {_show(settings.credentials)} under credentials")
     if name is None or url is None or chosen is None:
         return None
     return WorkerConfig(
@@ -407,7 +447,7 @@ def parse_config(raw: Any, base_dir: Path | None = None, source: str | None = No
         name = entry.get("name") if isinstance(entry, Mapping) else None
         duplicate = isinstance(name, str) and name in seen
         if duplicate:
-            problems.add(f"{path}.name", f"duplicate worker name {name!r}, first used by {seen[name]}")
+            problems.add(f"{path}.name", f"duplicate worker name {_show(name)}, first used by {seen[name]}")
         elif isinstance(name, str):
             seen[name] = path
         worker = _worker(entry, path, defaults, credentials, problems, base_dir)
@@ -435,15 +475,16 @@ def _read_workers_file(path: Path, problems: _Problems) -> list[tuple[str, Any]]
     Problems in it are reported under ``workers_file[N]``, so they are not mistaken for entries of
     the main file's ``workers`` list.
     """
-    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        text = path.read_text(encoding="utf-8")
-        document = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
-    except OSError as error:
-        problems.add("workers_file", f"cannot read {str(path)!r}: {error.strerror}")
-        return []
-    except (ValueError, yaml.YAMLError) as error:
-        problems.add("workers_file", f"{str(path)!r} is not valid {kind}: {error}")
+        if path.suffix == ".json":
+            try:
+                document = json.loads(read_text_file(path))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{str(path)!r} is not valid JSON: {error}") from None
+        else:
+            document = load_yaml_file(path)
+    except ValueError as error:
+        problems.add("workers_file", str(error))
         return []
     if isinstance(document, Mapping) and "workers" in document:
         document = document["workers"]
@@ -494,16 +535,62 @@ def _from_target_group(group: Mapping[str, Any], path: str, problems: _Problems)
     return entries
 
 
+def read_text_file(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> str:
+    """Read a UTF-8 text file; raise ValueError with a message that never quotes the file's content."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as error:
+        raise ValueError(f"cannot read {str(path)!r}: {error.strerror}") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"{str(path)!r} is larger than {max_bytes} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # The error's own text quotes the bytes, which may be a password: give the offset only.
+        raise ValueError(f"{str(path)!r} is not valid UTF-8 (first invalid byte at offset {error.start})") from None
+
+
+def _check_expanded_size(document: Any, limit: int = MAX_CONFIG_VALUES) -> None:
+    """Raise ValueError when the document holds more than ``limit`` values once YAML aliases are expanded.
+
+    A few lines of nested aliases can stand for billions of values; validating or quoting them would
+    exhaust memory, so such a file is rejected before anything walks it.
+    """
+    pending = [document]
+    seen = 0
+    while pending:
+        value = pending.pop()
+        seen += 1
+        if seen > limit:
+            raise ValueError(f"holds more than {limit} values once YAML aliases are expanded")
+        if isinstance(value, Mapping):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+
+
+def load_yaml_file(path: Path) -> Any:
+    """Read and parse a YAML file; raise ValueError naming the file and what is wrong with it."""
+    text = read_text_file(path)
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        detail = str(error).replace('"<unicode string>"', str(path))
+        raise ValueError(f"not valid YAML: {detail}") from None
+    try:
+        _check_expanded_size(document)
+    except ValueError as error:
+        raise ValueError(f"{str(path)!r} {error}") from None
+    return document
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate the configuration file at ``path``."""
     file_path = Path(path)
     try:
-        text = file_path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError([f"cannot read the file: {error.strerror}"], str(file_path)) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        detail = str(error).replace('"<unicode string>"', str(file_path))
-        raise ConfigError([f"not valid YAML: {detail}"], str(file_path)) from None
+        raw = load_yaml_file(file_path)
+    except ValueError as error:
+        raise ConfigError([str(error)], str(file_path)) from None
     return parse_config(raw, file_path.parent, str(file_path))

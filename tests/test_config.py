@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trustme
 
 from exporter.config import ConfigError, Secret, load_config, parse_duration
 
@@ -75,7 +76,7 @@ def _example_in(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "config.example.yaml", example)
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "cml-readonly-password").write_text("from-a-file\n")
-    (tmp_path / "cml-ca.pem").write_text("placeholder\n")
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "cml-ca.pem"))
     return example
 
 
@@ -160,7 +161,7 @@ def test_check_config_command_accepts_valid_file(tmp_path: Path) -> None:
 
 
 def test_ca_file_resolves_against_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "ca.pem").write_text("placeholder\n")
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     (tmp_path / "config.yaml").write_text(
         "credentials: {default: {username: admin, password: x}}\n"
         "workers: [{name: worker-01, url: 'https://cml-1.example.net', tls: {ca_file: ca.pem}}]\n"
@@ -180,3 +181,66 @@ def test_yaml_syntax_error_names_file(tmp_path: Path) -> None:
 
     assert str(tmp_path / "config.yaml") in caught.value.problems[0]
     assert "<unicode string>" not in str(caught.value)
+
+
+def test_ca_file_without_certificate_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    (tmp_path / "config.yaml").write_text(
+        "credentials: {default: {username: admin, password: x}}\n"
+        "workers: [{name: worker-01, url: 'https://cml-1.example.net', tls: {ca_file: ca.pem}}]\n"
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+
+    assert caught.value.problems[0].startswith("workers[0].tls.ca_file: ")
+    assert "holds no PEM CA certificate" in caught.value.problems[0]
+
+
+def test_non_utf8_password_file_is_not_quoted(tmp_path: Path) -> None:
+    (tmp_path / "password").write_bytes(b"Hunter2\xff\xfe")
+    (tmp_path / "config.yaml").write_text(
+        "credentials: {default: {username: admin, password_file: password}}\n"
+        "workers: [{name: worker-01, url: 'https://cml-1.example.net'}]\n"
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+
+    assert caught.value.problems == [
+        f"credentials.default.password_file: {str(tmp_path / 'password')!r} is not valid UTF-8 "
+        "(first invalid byte at offset 7)"
+    ]
+    assert "Hunter2" not in str(caught.value)
+
+
+def test_yaml_alias_bomb_is_rejected_quickly(tmp_path: Path) -> None:
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    previous = "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+        previous = name
+    lines.append("workers: [{name: *i}]")
+    (tmp_path / "config.yaml").write_text("\n".join(lines) + "\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+
+    assert caught.value.problems == [
+        f"{str(tmp_path / 'config.yaml')!r} holds more than 200000 values once YAML aliases are expanded"
+    ]
+
+
+def test_misplaced_secrets_never_quoted(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "credentials: {default: {username: admin, password: x}}\n"
+        "workers:\n"
+        "  - {name: a, url: 'admin:Hunter2@cml-1.example.net'}\n"
+        "  - {name: b, url: 'https://cml-2.example.net', credentials: {username: u, password: Hunter2}}\n"
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+
+    assert "Hunter2" not in str(caught.value)
+    assert "workers[0].url: contains user info" in str(caught.value)
