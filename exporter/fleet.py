@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 
 from exporter.config import Config, ExporterSettings
@@ -12,6 +13,10 @@ from exporter.snapshot import WorkerSnapshot
 from exporter.worker import Worker
 
 log = logging.getLogger(__name__)
+
+# Longest scrape timeout header honoured; larger, negative or non-numeric values fall back to the
+# configured default_scrape_timeout.
+MAX_SCRAPE_TIMEOUT_SECONDS = 3600.0
 
 
 class Fleet:
@@ -83,8 +88,13 @@ class Fleet:
         timeout = settings.default_scrape_timeout
         if header:
             try:
-                timeout = float(header) - settings.scrape_timeout_offset
+                value = float(header)
             except ValueError:
+                value = math.nan
+            # nan, inf and absurd values would turn the deadline off; Prometheus never sends them.
+            if math.isfinite(value) and 0 < value <= MAX_SCRAPE_TIMEOUT_SECONDS:
+                timeout = value - settings.scrape_timeout_offset
+            else:
                 log.debug("ignoring invalid scrape timeout header", extra={"value": header[:32]})
         return max(timeout, 0.05)
 

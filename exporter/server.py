@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import signal
 import time
@@ -21,6 +22,7 @@ from exporter.webconfig import BasicAuth, WebConfig, auth_middleware, make_ssl_c
 log = logging.getLogger(__name__)
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+_RENDER_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
 EXPORTER_KEY: web.AppKey[Exporter] = web.AppKey("exporter")
 
 
@@ -71,6 +73,15 @@ class Exporter:
                     extra={"config": self.config_file, "error": "; ".join(error.problems)},
                 )
                 return False
+            except Exception as error:  # a reload must never take the running exporter down
+                self.fleet.reload_successful = False
+                # Only the type: the error's text may quote the file's content, which may hold a password.
+                self.last_reload_problems = [f"unexpected {type(error).__name__} while loading the configuration"]
+                log.error(
+                    "configuration reload failed unexpectedly; the running configuration stays in force",
+                    extra={"config": self.config_file, "error": type(error).__name__},
+                )
+                return False
             await self.fleet.apply(config)
             self.inventory.remember()
             self.fleet.reload_successful = True
@@ -110,15 +121,20 @@ async def handle_metrics(request: web.Request) -> web.Response:
         wait_seconds = fleet.scrape_timeout(request.headers.get(SCRAPE_TIMEOUT_HEADER))
         snapshots = await fleet.collect(list(fleet.workers), wait_seconds)
     # Rendering a large fleet takes a while; a thread keeps /-/healthy and other scrapes answering meanwhile.
-    parts = await asyncio.to_thread(
-        render_metrics, snapshots, len(fleet.workers), fleet.reload_successful, fleet.reload_success_at
-    )
+    # Its own thread pool, so that DNS lookups, which use the default one, cannot hold a scrape back.
+    loop = asyncio.get_running_loop()
+    arguments = (snapshots, len(fleet.workers), fleet.reload_successful, fleet.reload_success_at)
+    parts = await loop.run_in_executor(_RENDER_EXECUTOR, render_metrics, *arguments)
     response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
     response.content_length = sum(len(part) for part in parts)
-    await response.prepare(request)
-    for part in parts:
-        await response.write(part)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        for part in parts:
+            await response.write(part)
+        await response.write_eof()
+    except ConnectionResetError:
+        # Prometheus gave up on this scrape (its own timeout) or closed the connection: nothing to answer.
+        log.debug("scraper closed the connection before the response was sent")
     return response
 
 

@@ -234,3 +234,28 @@ async def test_failed_reload_answers_with_problems(simulator: Simulator, tmp_pat
     assert "workers[0].url: scheme 'ftp' is not supported" in body
     assert samples.get("cml_exporter_config_last_reload_successful") == 0
     assert samples.status("healthy") == "available"
+
+
+@pytest.mark.parametrize("header", ["nan", "inf", "1e309", "-1", "abc", "100000"])
+async def test_invalid_scrape_timeout_header_uses_default(header: str) -> None:
+    import aiohttp
+
+    from exporter.config import ExporterSettings
+    from exporter.simulator import Fault
+
+    sim = Simulator()
+    sim.add_worker("hanging", WorkerProfile())
+    async with sim:
+        sim.set_fault("hanging", "*", Fault(hang=True))
+        settings = ExporterSettings(default_scrape_timeout=0.5)
+        async with ExporterUnderTest(fleet_config(sim, timeout=10.0, settings=settings)) as exporter:
+            started = time.monotonic()
+            async with aiohttp.ClientSession() as session:
+                headers = {"X-Prometheus-Scrape-Timeout-Seconds": header}
+                async with session.get(exporter.url + "/metrics", headers=headers) as response:
+                    status = response.status
+                    await response.read()
+            seconds = time.monotonic() - started
+
+    assert status == 200
+    assert seconds < 2.0
