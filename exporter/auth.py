@@ -90,7 +90,7 @@ class TokenManager:
         if self._login_task is None:
             if time.time() < self._backoff_until:
                 wait = self._backoff_until - time.time()
-                message = f"login held back for {wait:.0f}s after {self._refusal}; check the credentials"
+                message = f"login held back for {wait:.0f}s after {self._refusal}"
                 raise ProbeError(self._worker.name, endpoint, "auth", message)
             self._login_task = asyncio.create_task(self._run_login(), name=f"login {self._worker.name}")
             # Every caller may have given up (timed out) before the login ends; its outcome is recorded anyway.
@@ -105,7 +105,7 @@ class TokenManager:
             token = await self._breaker.call(self._login)
         except ProbeError as error:
             if error.reason == "http_403":
-                self._refuse("the worker refused the user name or password (HTTP 403)")
+                self._refuse("the worker refused the user name or password (HTTP 403); check the credentials")
             raise
         finally:
             self._login_task = None
@@ -131,9 +131,26 @@ class TokenManager:
         self._backoff_until = 0.0
         self._refusal = None
 
+    def hold_logins(self, seconds: float) -> None:
+        """Send no login for ``seconds``: the worker answered the login with Retry-After (429 or 503).
+
+        Only logins wait. The unauthenticated system_information call goes on, so a rate-limited login
+        cannot hide whether the worker is ready.
+        """
+        until = time.time() + seconds
+        if until <= self._backoff_until:
+            return
+        self._backoff_until = until
+        if self._refusal is None:
+            self._refusal = "the worker asked to wait before the next login (Retry-After)"
+            log.warning(
+                "login rate-limited; waiting",
+                extra={"worker": self._worker.name, "endpoint": "authenticate", "retry_seconds": seconds},
+            )
+
     def _refuse(self, refusal: str) -> None:
         breaker = self._worker.breaker
-        first = self._refusal is None
+        first = self._backoff == 0.0
         self._backoff = breaker.reset_timeout if first else min(self._backoff * 2, breaker.max_reset_timeout)
         self._backoff_until = time.time() + self._backoff
         self._refusal = refusal

@@ -108,7 +108,9 @@ class Worker:
                 self._requests[endpoint] += 1
                 return await self.client.request_json(endpoint, path, token=token, method=method, body=body)
         except ProbeError as error:
-            if error.retry_after is not None:
+            if error.retry_after is not None and endpoint == "authenticate":
+                self.auth.hold_logins(min(error.retry_after, self.settings.retry_after_max))
+            elif error.retry_after is not None:
                 self.hold(error.retry_after, error.reason)
             raise
 

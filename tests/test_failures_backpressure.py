@@ -111,3 +111,26 @@ async def test_invalid_retry_after_is_ignored() -> None:
         await sim.stop()
 
     assert after == before + 1
+
+
+async def test_login_retry_after_holds_only_logins() -> None:
+    """A rate-limited login must not hide system_information, which says whether the worker is ready."""
+    sim = await _fleet()
+    try:
+        sim.set_fault("busy", "authenticate", Fault(status=429, retry_after="120"))
+        async with ExporterUnderTest(fleet_config(sim, cache=SHORT_CACHE)) as exporter:
+            first = await scrape_on_time(exporter)
+            for _ in range(3):
+                await asyncio.sleep(0.1)
+                last = await scrape_on_time(exporter)
+            logins = sim.count("busy", "authenticate")
+            information_requests = sim.count("busy", "system_information")
+    finally:
+        await sim.stop()
+
+    assert failures(first, "busy", "authenticate", "http_429") == 1
+    assert logins == 1
+    assert information_requests >= 3
+    assert last.status("busy") == "available"
+    assert last.get("cml_ready", worker="busy") == 1
+    assert last.get("cml_retry_after_until_timestamp_seconds", worker="busy") is None
