@@ -28,6 +28,10 @@ from exporter.worker import Worker
 
 log = logging.getLogger(__name__)
 
+# An endpoint attempt may take this many request timeouts: a wait for a free slot, the login, the
+# request, and one more login and request after a 401.
+ATTEMPT_TIMEOUTS = 4
+
 # Per-lab requests of the lab-list fallback that one worker may have in flight at once.
 LAB_FETCH_CONCURRENCY = 8
 
@@ -125,8 +129,12 @@ FETCHERS: dict[str, Callable[[Worker], Awaitable[Any]]] = {
 
 
 async def probe_endpoint(worker: Worker, endpoint: str) -> None:
-    """Fetch one endpoint behind its breaker and within the worker's timeout, and record the outcome."""
-    timeout = worker.config.timeout
+    """Fetch one endpoint behind its breaker, and record the outcome.
+
+    Each request has the worker's timeout. The whole attempt (waiting for a free slot, the login, the
+    request and one retry after a 401) is given ATTEMPT_TIMEOUTS times that.
+    """
+    timeout = worker.config.timeout * ATTEMPT_TIMEOUTS
 
     async def bounded() -> Any:
         try:

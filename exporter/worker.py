@@ -102,17 +102,26 @@ class Worker:
             raise ProbeError(self.name, endpoint, self._hold_reason, message)
         try:
             if bulk:
-                self._requests[endpoint] += 1
-                return await self.client.request_json(endpoint, path, token=token, method=method, body=body)
+                return await self._timed_request(endpoint, path, token, method, body)
             async with self._primary_slots:
-                self._requests[endpoint] += 1
-                return await self.client.request_json(endpoint, path, token=token, method=method, body=body)
+                return await self._timed_request(endpoint, path, token, method, body)
         except ProbeError as error:
             if error.retry_after is not None and endpoint == "authenticate":
                 self.auth.hold_logins(min(error.retry_after, self.settings.retry_after_max))
             elif error.retry_after is not None:
                 self.hold(error.retry_after, error.reason)
             raise
+
+    async def _timed_request(self, endpoint: str, path: str, token: str | None, method: str, body: Any) -> Any:
+        # The timeout starts when the request goes out, so waiting for a free slot does not count against it.
+        self._requests[endpoint] += 1
+        timeout = self.config.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.client.request_json(endpoint, path, token=token, method=method, body=body)
+        except TimeoutError:
+            message = f"no complete answer within the {timeout:g}s timeout"
+            raise ProbeError(self.name, endpoint, "timeout", message) from None
 
     def hold(self, seconds: float, reason: str) -> None:
         """Send nothing to this worker for ``seconds``, capped by ``exporter.retry_after_max``."""

@@ -259,3 +259,17 @@ async def test_reasons_are_bounded_labels(simulator: Simulator) -> None:
     )
     assert samples.get("cml_endpoint_failures_total", worker="healthy", endpoint="licensing", reason="http_other") == 1
     assert samples.status("healthy") == "available"
+
+
+async def test_slow_worker_waiting_for_slots_does_not_time_out() -> None:
+    """Queueing behind the worker's other requests must not count against a request's timeout."""
+    sim = Simulator()
+    sim.add_worker("slow", WorkerProfile())
+    async with sim:
+        sim.set_fault("slow", "*", Fault(latency=0.35))
+        async with ExporterUnderTest(fleet_config(sim, timeout=0.5)) as exporter:
+            samples = await exporter.scrape()
+
+    for endpoint in ("system_information", "system_health", "system_stats", "licensing", "labs", "authenticate"):
+        assert samples.get("cml_endpoint_up", worker="slow", endpoint=endpoint) == 1, endpoint
+    assert samples.all("cml_endpoint_failures_total", worker="slow") == []
