@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -30,10 +31,16 @@ def token_expiry(token: str) -> float | None:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return None
+    try:
+        expiry = float(exp)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return expiry if math.isfinite(expiry) else None
 
 
 def renewal_time(expiry: float | None, now: float) -> float:
