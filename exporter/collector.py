@@ -224,8 +224,11 @@ def _render_health(families: _Families, snapshot: WorkerSnapshot) -> None:
         labels = [name, compute_names[compute_id]]
         _add(families.compute_valid, labels, _flag(compute.valid))
         if compute.admission_state is not None:
-            for state in ADMISSION_STATES:
-                families.compute_admission.add_metric([*labels, state], float(state == compute.admission_state))
+            # A state that a newer CML adds is shown under its own name, so exactly one state is still 1.
+            current = clean_label(compute.admission_state)
+            states = ADMISSION_STATES if current in ADMISSION_STATES else (*ADMISSION_STATES, current)
+            for state in states:
+                families.compute_admission.add_metric([*labels, state], float(state == current))
     stats_ids = set(snapshot.stats.computes) if snapshot.stats is not None else set()
     for compute_id, compute in health.computes.items():
         if compute_id not in stats_ids:

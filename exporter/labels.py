@@ -8,15 +8,19 @@ import unicodedata
 # hostile controller cannot make one series arbitrarily large.
 MAX_LABEL_LENGTH = 128
 REPLACEMENT = "\ufffd"
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def clean_label(value: str | None, fallback: str = "unknown") -> str:
     """Return ``value`` as valid, printable UTF-8 of at most MAX_LABEL_LENGTH characters."""
     if value is None or value == "":
         return fallback
-    # Lone surrogates (from invalid Unicode escapes in JSON) cannot be encoded; replace them.
-    text = value.encode("utf-8", "replace").decode("utf-8")
-    text = "".join(REPLACEMENT if unicodedata.category(char) in ("Cc", "Cs") else char for char in text)
+    # Control characters, lone surrogates (from invalid Unicode escapes in JSON, which cannot be encoded)
+    # and bidirectional overrides (which make a label display as something it is not) are replaced.
+    text = "".join(
+        REPLACEMENT if unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS else char
+        for char in value
+    )
     if len(text) > MAX_LABEL_LENGTH:
         text = text[: MAX_LABEL_LENGTH - 1] + "…"
     return text
