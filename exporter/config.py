@@ -128,6 +128,8 @@ _SHORT_REPR.maxlist = _SHORT_REPR.maxdict = _SHORT_REPR.maxtuple = 3
 # Values a configuration may hold after YAML aliases are expanded; far above any real fleet.
 MAX_CONFIG_VALUES = 200_000
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
+# No setting needs a longer duration; a longer one is a typo, or a string of digits that becomes infinite.
+MAX_DURATION_SECONDS = 10 * 31536000
 
 
 def _show(value: Any) -> str:
@@ -144,7 +146,10 @@ def parse_duration(text: str) -> float:
     """Parse a Prometheus-style duration (``500ms``, ``5s``, ``1m30s``) into seconds."""
     if not isinstance(text, str) or not text or _DURATION_PART.sub("", text) != "":
         raise ValueError(f"invalid duration {_show(text)}; expected a number and a unit, such as 500ms, 5s, 2m or 1h")
-    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
+    seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
+    if not seconds < MAX_DURATION_SECONDS:
+        raise ValueError(f"invalid duration {_show(text)}; expected less than 10 years")
+    return seconds
 
 
 class _Problems:
@@ -213,6 +218,14 @@ def _section(
         if key in values:
             merged[key] = problems.convert(values[key], f"{path}.{key}", parse, merged[key])
     return cls(**merged)
+
+
+def _proxy_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
+        raise ValueError(f"invalid proxy URL {_show(value)}; expected http://HOST:PORT or https://HOST:PORT")
+    return value
 
 
 _TLS_KEYS = {"insecure_skip_verify": _boolean, "ca_file": _optional_string}
@@ -341,7 +354,7 @@ def _worker_settings(raw: dict[str, Any], path: str, base: _WorkerDefaults, prob
         timeout = problems.convert(raw["timeout"], f"{path}.timeout", _duration, base.timeout)
     proxy_url = base.proxy_url
     if "proxy_url" in raw:
-        proxy_url = problems.convert(raw["proxy_url"], f"{path}.proxy_url", _optional_string, None)
+        proxy_url = problems.convert(raw["proxy_url"], f"{path}.proxy_url", _proxy_url, None)
     breaker = _section(problems, raw.get("breaker"), f"{path}.breaker", BreakerConfig, base.breaker, _BREAKER_KEYS)
     if breaker.max_reset_timeout < breaker.reset_timeout:
         problems.add(f"{path}.breaker.max_reset_timeout", "must not be shorter than reset_timeout")

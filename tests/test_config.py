@@ -114,7 +114,7 @@ def test_duration_parses_prometheus_style(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "5", "5 s", "s", "-1s", "5sec"])
+@pytest.mark.parametrize("text", ["", "5", "5 s", "s", "-1s", "5sec", "1" * 401 + "s", "11y"])
 def test_duration_rejects_other_forms(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
@@ -244,3 +244,16 @@ def test_misplaced_secrets_never_quoted(tmp_path: Path) -> None:
 
     assert "Hunter2" not in str(caught.value)
     assert "workers[0].url: contains user info" in str(caught.value)
+
+
+@pytest.mark.parametrize("proxy", ["not a url", "socks5://proxy:1080", "http://"])
+def test_invalid_proxy_url_is_rejected(proxy: str, tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "credentials: {default: {username: admin, password: x}}\n"
+        f"workers: [{{name: worker-01, url: 'https://cml-1.example.net', proxy_url: '{proxy}'}}]\n"
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+
+    assert caught.value.problems[0].startswith("workers[0].proxy_url: invalid proxy URL")
