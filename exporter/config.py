@@ -418,7 +418,9 @@ def _worker(
         name = None
     url = problems.convert(values.get("url"), f"{path}.url", check_worker_url, None)
     settings = _worker_settings(values, path, defaults, problems)
-    tls = _ca_file(settings.tls, path, base_dir, problems)
+    # An inherited ca_file was checked once, under defaults.
+    sets_ca_file = isinstance(values.get("tls"), Mapping) and "ca_file" in values["tls"]
+    tls = _ca_file(settings.tls, path, base_dir, problems if sets_ca_file else _Problems())
     chosen = credentials.get(settings.credentials)
     if chosen is None and settings.credentials not in problems.broken:
         key = f"{path}.credentials" if "credentials" in values else path
@@ -446,6 +448,7 @@ def parse_config(raw: Any, base_dir: Path | None = None, source: str | None = No
     settings = _section(problems, top.get("exporter"), "exporter", ExporterSettings, ExporterSettings(), _SETTINGS_KEYS)
     raw_defaults = problems.mapping(top.get("defaults"), "defaults", _DEFAULT_KEYS)
     defaults = _worker_settings(raw_defaults, "defaults", _WorkerDefaults(), problems)
+    _ca_file(defaults.tls, "defaults", base_dir, problems)
     credentials = _credentials(top.get("credentials"), base_dir, problems)
 
     entries = _worker_entries(top.get("workers", []), problems)
@@ -584,14 +587,23 @@ def _check_expanded_size(document: Any, limit: int = MAX_CONFIG_VALUES) -> None:
             pending.extend(value)
 
 
+def _yaml_error(path: Path, error: yaml.YAMLError) -> str:
+    """Describe a YAML syntax error by position only: PyYAML's own text quotes the line, password and all."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or "syntax error"
+    context = getattr(error, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    detail = f"{problem} ({context})" if context else problem
+    return f"{str(path)!r} is not valid YAML{where}: {detail}"
+
+
 def load_yaml_file(path: Path) -> Any:
     """Read and parse a YAML file; raise ValueError naming the file and what is wrong with it."""
     text = read_text_file(path)
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        detail = str(error).replace('"<unicode string>"', str(path))
-        raise ValueError(f"not valid YAML: {detail}") from None
+        raise ValueError(_yaml_error(path, error)) from None
     try:
         _check_expanded_size(document)
     except ValueError as error:

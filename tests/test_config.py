@@ -257,3 +257,34 @@ def test_invalid_proxy_url_is_rejected(proxy: str, tmp_path: Path) -> None:
         load_config(tmp_path / "config.yaml")
 
     assert caught.value.problems[0].startswith("workers[0].proxy_url: invalid proxy URL")
+
+
+@pytest.mark.parametrize("line", ["password: S3cretPW: x", 'password: "S3cretPW'])
+def test_yaml_syntax_error_never_quotes_line(line: str, tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        f"credentials:\n  default:\n    username: admin\n    {line}\nworkers: []\n"
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+
+    assert "S3cretPW" not in str(caught.value)
+    assert len(caught.value.problems) == 1
+    assert "\n" not in caught.value.problems[0]
+    assert "is not valid YAML at line" in caught.value.problems[0]
+
+
+def test_defaults_ca_file_reported_once(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "defaults: {tls: {ca_file: nope.pem}}\n"
+        "credentials: {default: {username: admin, password: x}}\n"
+        "workers:\n"
+        "  - {name: a, url: 'https://cml-1.example.net'}\n"
+        "  - {name: b, url: 'https://cml-2.example.net'}\n"
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith("defaults.tls.ca_file: cannot read ")
