@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 def _add_logging_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info", help="log level (info)")
-    parser.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt", help="log format")
+    parser.add_argument(
+        "--log.format", dest="log_format", choices=FORMATS, default="logfmt", help="log format (logfmt)"
+    )
 
 
 def _serve_parser() -> argparse.ArgumentParser:

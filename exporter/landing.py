@@ -31,12 +31,13 @@ def _worker_row(snapshot: WorkerSnapshot, url: str, now: float) -> str:
         if attempt is not None and not attempt.ok:
             failures.append(f"{endpoint}: {attempt.reason} ({html.escape(attempt.message)})")
     last_probe = max((s.attempt.at for s in snapshot.endpoints.values() if s.attempt is not None), default=None)
+    status = snapshot.status if last_probe is not None else "not probed yet"
     information = snapshot.information
     version = information.version if information is not None and information.version else "unknown"
     return (
         f"<tr><td><a href='probe?target={quote(snapshot.worker)}'>{name}</a></td>"
         f"<td>{html.escape(url)}</td>"
-        f"<td class='{snapshot.status}'>{snapshot.status}</td>"
+        f"<td class='{snapshot.status}'>{status}</td>"
         f"<td>{'yes' if snapshot.ready else 'no'}</td>"
         f"<td>{html.escape(version)}</td>"
         f"<td>{_age(last_probe, now)}</td>"
