@@ -210,7 +210,7 @@ def _optional_string(value: Any) -> str | None:
 
 
 def _section(
-    problems: _Problems, raw: Any, path: str, cls: type[T], base: T, parsers: dict[str, Callable[[Any], Any]]
+    problems: _Problems, raw: Any, path: str, cls: type[T], base: T, parsers: Mapping[str, Callable[[Any], Any]]
 ) -> T:
     values = problems.mapping(raw, path, tuple(parsers))
     merged = dict(vars(base))

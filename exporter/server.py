@@ -105,7 +105,7 @@ def _worker_urls(exporter: Exporter) -> dict[str, str]:
     return {name: worker.config.url for name, worker in exporter.fleet.workers.items()}
 
 
-async def handle_metrics(request: web.Request) -> web.Response:
+async def handle_metrics(request: web.Request) -> web.StreamResponse:
     """Serve every worker and the exporter's own series; ``?scope=exporter`` serves only the latter.
 
     The exporter scope probes no worker: replicas that share a fleet through /probe use it, so that
