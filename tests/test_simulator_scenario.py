@@ -202,3 +202,38 @@ async def test_simulate_command_rejects_invalid_scenario() -> None:
 
     assert process.returncode == 2
     assert b"workers[0].licence_state: unknown key" in stderr
+
+
+async def test_simulate_command_writes_ca_that_verifies_https(tmp_path: Path) -> None:
+    import ssl
+
+    scenario = tmp_path / "tls.yaml"
+    scenario.write_text("workers:\n  - name: secure\n    own_port: true\n    tls: true\n")
+    ca_file = tmp_path / "ca.pem"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter.simulator.cli",
+        "--scenario",
+        str(scenario),
+        "--write-ca",
+        str(ca_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert process.stdout is not None
+    announcement = (await asyncio.wait_for(process.stdout.readline(), 10)).decode()
+    _, url = (await asyncio.wait_for(process.stdout.readline(), 10)).decode().split()
+
+    context = ssl.create_default_context(cafile=str(ca_file))
+    async with aiohttp.ClientSession() as client:
+        async with client.get(f"{url}/api/v0/system_information", ssl=context) as response:
+            status = response.status
+    process.send_signal(signal.SIGTERM)
+    returncode = await asyncio.wait_for(process.wait(), 10)
+
+    assert announcement.startswith("# CA certificate written to")
+    assert url.startswith("https://127.0.0.1:")
+    assert status == 200
+    assert returncode == 0

@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 from exporter.simulator.scenario import ScenarioError, load_scenario
 from exporter.simulator.server import Simulator
 
 
-async def serve_scenario(path: str) -> None:
+async def serve_scenario(path: str, ca_file: str | None = None) -> None:
     """Start the scenario's fleet, print one ``NAME URL`` line per worker, and serve until a stop signal.
 
     Raises:
@@ -24,6 +25,10 @@ async def serve_scenario(path: str) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with simulator:
+            if ca_file is not None:
+                # The CA that signed the HTTPS workers' certificates, for a configuration's tls.ca_file.
+                await asyncio.to_thread(Path(ca_file).write_bytes, simulator.ca_cert_pem)
+                print(f"# CA certificate written to {ca_file}", flush=True)
             for name in simulator.workers:
                 print(f"{name} {simulator.base_url(name)}", flush=True)
             print(f"# control endpoint: {simulator.url}/_sim/counts", flush=True)
@@ -39,9 +44,12 @@ def main_simulate(argv: list[str]) -> int:
         prog="cml-exporter simulate", description="Serve a simulated fleet of CML controllers on loopback."
     )
     parser.add_argument("--scenario", required=True, metavar="FILE", help="scenario YAML file to serve")
+    parser.add_argument(
+        "--write-ca", dest="ca_file", metavar="FILE", help="write the CA certificate of the HTTPS workers to FILE"
+    )
     arguments = parser.parse_args(argv)
     try:
-        asyncio.run(serve_scenario(arguments.scenario))
+        asyncio.run(serve_scenario(arguments.scenario, arguments.ca_file))
     except ScenarioError as error:
         print(f"cml-exporter simulate: invalid scenario {arguments.scenario}:\n{error}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import json
 from dataclasses import dataclass
@@ -230,6 +231,15 @@ async def write_answer(
         return web.Response(status=answer.status, body=answer.body, headers=headers)
     response = web.StreamResponse(status=answer.status, headers=headers)
     response.content_length = len(answer.body)
+    # The client giving up (its timeout) while the body is still coming is the usual end of this fault.
+    with contextlib.suppress(ConnectionResetError):
+        await _write_slowly(request, response, answer, fault, stopping)
+    return response
+
+
+async def _write_slowly(
+    request: web.BaseRequest, response: web.StreamResponse, answer: Answer, fault: Fault, stopping: asyncio.Event
+) -> None:
     await response.prepare(request)
     limit = len(answer.body)
     if fault.stall_after is not None:
@@ -249,4 +259,3 @@ async def write_answer(
     if limit < len(answer.body):
         drop_connection(request)
     await response.write_eof()
-    return response
