@@ -117,8 +117,8 @@ class Config:
         return None
 
 
-# Values from the file are quoted back in messages through this, so a huge value (or a YAML alias
-# expanding to one) cannot blow up a message, and a password typed in the wrong place shows at most
+# Values from the file are quoted back in messages through this. A huge value (or a YAML alias that
+# expands to one) then cannot blow up a message, and a password typed in the wrong place shows at most
 # its first characters.
 _SHORT_REPR = reprlib.Repr()
 _SHORT_REPR.maxstring = 40
@@ -568,7 +568,7 @@ def read_text_file(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> str:
 
 
 def _check_expanded_size(document: Any, limit: int = MAX_CONFIG_VALUES) -> None:
-    """Raise ValueError when the document holds more than ``limit`` values once YAML aliases are expanded.
+    """Raise ValueError when the document contains more than ``limit`` values once YAML aliases are expanded.
 
     A few lines of nested aliases can stand for billions of values; validating or quoting them would
     exhaust memory, so such a file is rejected before anything walks it.
@@ -579,7 +579,7 @@ def _check_expanded_size(document: Any, limit: int = MAX_CONFIG_VALUES) -> None:
         value = pending.pop()
         seen += 1
         if seen > limit:
-            raise ValueError(f"holds more than {limit} values once YAML aliases are expanded")
+            raise ValueError(f"contains more than {limit} values once YAML aliases are expanded")
         if isinstance(value, Mapping):
             pending.extend(value.keys())
             pending.extend(value.values())

@@ -227,7 +227,7 @@ def test_yaml_alias_bomb_is_rejected_quickly(tmp_path: Path) -> None:
         load_config(tmp_path / "config.yaml")
 
     assert caught.value.problems == [
-        f"{str(tmp_path / 'config.yaml')!r} holds more than 200000 values once YAML aliases are expanded"
+        f"{str(tmp_path / 'config.yaml')!r} contains more than 200000 values once YAML aliases are expanded"
     ]
 
 
