@@ -260,3 +260,33 @@ async def test_invalid_scrape_timeout_header_uses_default(header: str) -> None:
 
     assert status == 200
     assert seconds < 2.0
+
+
+async def test_slow_dns_does_not_delay_scrape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lookups that fill the default thread pool must not hold up rendering the response."""
+    import socket as socket_module
+
+    original = socket_module.getaddrinfo
+
+    def slow_getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        if isinstance(host, str) and host.endswith(".slowdns.test"):
+            time.sleep(2.0)
+            raise socket_module.gaierror(socket_module.EAI_NONAME, "not found")
+        return original(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket_module, "getaddrinfo", slow_getaddrinfo)
+    sim = Simulator()
+    sim.add_worker("healthy", WorkerProfile())
+    async with sim:
+        from exporter.config import Config, ExporterSettings
+        from tests.support import worker_config
+
+        workers = [worker_config("healthy", sim.base_url("healthy"))]
+        workers += [worker_config(f"slow-{index}", f"http://w{index}.slowdns.test", timeout=5.0) for index in range(16)]
+        config = Config(workers=tuple(workers), settings=ExporterSettings())
+        async with ExporterUnderTest(config) as exporter:
+            status, body, seconds = await exporter.get("/metrics", scrape_timeout=1.5)
+
+    assert status == 200
+    assert seconds < 1.5
+    assert Samples(body).status("healthy") == "available"
