@@ -227,9 +227,11 @@ async def test_simulate_command_writes_ca_that_verifies_https(tmp_path: Path) ->
     _, url = (await asyncio.wait_for(process.stdout.readline(), 10)).decode().split()
 
     context = ssl.create_default_context(cafile=str(ca_file))
-    async with aiohttp.ClientSession() as client:
-        async with client.get(f"{url}/api/v0/system_information", ssl=context) as response:
-            status = response.status
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{url}/api/v0/system_information", ssl=context) as response,
+    ):
+        status = response.status
     process.send_signal(signal.SIGTERM)
     returncode = await asyncio.wait_for(process.wait(), 10)
 
