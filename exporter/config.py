@@ -12,6 +12,7 @@ import os
 import re
 import reprlib
 import ssl
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,15 +164,22 @@ class _Problems:
     def add(self, path: str, message: str) -> None:
         self.items.append(f"{path}: {message}")
 
-    def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...], *, quote_keys: bool = True) -> dict[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
             self.add(path, f"expected a mapping, got {type(value).__name__}")
             return {}
         for key in value:
-            if key not in allowed:
-                self.add(f"{path}.{key}" if path else str(key), f"unknown key; expected one of {', '.join(allowed)}")
+            if key in allowed:
+                continue
+            if not quote_keys:
+                # Under credentials a mistyped key may be a password ("password hunter2"): never show it.
+                expected = ", ".join(allowed)
+                self.add(path, f"unknown key (not shown, as it may contain a secret); expected one of {expected}")
+            else:
+                shown = _show(key).strip("'")
+                self.add(f"{path}.{shown}" if path else shown, f"unknown key; expected one of {', '.join(allowed)}")
         return dict(value)
 
     def convert(self, value: Any, path: str, convert: Callable[[Any], T], default: T) -> T:
@@ -186,6 +194,13 @@ def _duration(value: Any) -> float:
     seconds = parse_duration(value)
     if seconds <= 0:
         raise ValueError(f"invalid duration {_show(value)}; expected more than zero")
+    return seconds
+
+
+def _check_interval(value: Any) -> float:
+    seconds = _duration(value)
+    if seconds < 0.1:
+        raise ValueError(f"invalid interval {_show(value)}; expected at least 100ms, as each check reads the file")
     return seconds
 
 
@@ -224,7 +239,7 @@ def _proxy_url(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
-        raise ValueError(f"invalid proxy URL {_show(value)}; expected http://HOST:PORT or https://HOST:PORT")
+        raise ValueError("invalid proxy URL; expected http://HOST:PORT or https://HOST:PORT")
     return value
 
 
@@ -238,7 +253,7 @@ _SETTINGS_KEYS = {
     "max_concurrent_workers": _positive_int,
     "max_response_bytes": _positive_int,
     "retry_after_max": _duration,
-    "workers_file_check_interval": _duration,
+    "workers_file_check_interval": _check_interval,
 }
 _WORKER_KEYS = ("name", "url", "credentials", "timeout", "tls", "cache", "breaker", "collect", "proxy_url")
 _DEFAULT_KEYS = ("credentials", "timeout", "tls", "cache", "breaker", "collect", "proxy_url")
@@ -266,7 +281,7 @@ def _credentials(raw: Any, base_dir: Path, problems: _Problems) -> dict[str, Cre
         return result
     for name, entry in raw.items():
         path = f"credentials.{name}"
-        values = problems.mapping(entry, path, ("username", "password", "password_file"))
+        values = problems.mapping(entry, path, ("username", "password", "password_file"), quote_keys=False)
         username = values.get("username")
         if not isinstance(username, str) or not username:
             problems.add(f"{path}.username", "missing; expected the CML user name")
@@ -326,8 +341,8 @@ def check_worker_url(url: Any) -> str:
         raise ValueError("must not have a query or fragment")
     try:
         _ = parts.port
-    except ValueError as error:
-        raise ValueError(f"has an invalid port: {error}") from None
+    except ValueError:
+        raise ValueError("has an invalid port; expected a number from 1 to 65535") from None
     return url.rstrip("/")
 
 
@@ -554,6 +569,9 @@ def _from_target_group(group: Mapping[str, Any], path: str, problems: _Problems)
 def read_text_file(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> str:
     """Read a UTF-8 text file; raise ValueError with a message that never quotes the file's content."""
     try:
+        # Only regular files: opening a FIFO would block the reload, and with it every later reload.
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ValueError(f"{str(path)!r} is not a regular file")
         with path.open("rb") as file:
             data = file.read(max_bytes + 1)
     except OSError as error:
@@ -587,11 +605,16 @@ def _check_expanded_size(document: Any, limit: int = MAX_CONFIG_VALUES) -> None:
             pending.extend(value)
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
 def _yaml_error(path: Path, error: yaml.YAMLError) -> str:
     """Describe a YAML syntax error by position only: PyYAML's own text quotes the line, password and all."""
     mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or "syntax error"
+    # PyYAML quotes names from the file (an alias or tag that may be a mistyped password): drop them.
+    problem = _QUOTED.sub("'…'", getattr(error, "problem", None) or "syntax error")
     context = getattr(error, "context", None)
+    context = _QUOTED.sub("'…'", context) if context else None
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     detail = f"{problem} ({context})" if context else problem
     return f"{str(path)!r} is not valid YAML{where}: {detail}"
@@ -604,6 +627,10 @@ def load_yaml_file(path: Path) -> Any:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ValueError(_yaml_error(path, error)) from None
+    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as error:
+        # A tag such as !!int or !!timestamp on a value that is not one; the error text quotes the value.
+        detail = f"a value does not fit its tag ({type(error).__name__})"
+        raise ValueError(f"{str(path)!r} is not valid YAML: {detail}") from None
     try:
         _check_expanded_size(document)
     except ValueError as error:

@@ -288,3 +288,64 @@ def test_defaults_ca_file_reported_once(tmp_path: Path) -> None:
 
     assert len(caught.value.problems) == 1
     assert caught.value.problems[0].startswith("defaults.tls.ca_file: cannot read ")
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        "{username: admin, password hunter2}",
+        "{username: admin, password: !hunter2}",
+        "{username: admin, password: *hunter2}",
+        "{username: admin, password: !!int hunter2}",
+        "{username: admin, password: !!timestamp hunter2}",
+    ],
+)
+def test_mistyped_password_never_quoted(credentials: str, tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        f"credentials:\n  default: {credentials}\nworkers: [{{name: a, url: 'https://cml-1.example.net'}}]\n"
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("url", "http://admin:hunter2"), ("proxy_url", "ftp://u:hunter2@proxy.example.net")]
+)
+def test_bad_url_with_password_never_quoted(key: str, value: str, tmp_path: Path) -> None:
+    url = "" if key == "url" else "url: 'https://cml-1.example.net', "
+    (tmp_path / "config.yaml").write_text(
+        "credentials: {default: {username: admin, password: x}}\n"
+        f"workers: [{{name: a, {url}{key}: '{value}'}}]\n"
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+
+    assert "hunter2" not in str(caught.value)
+    assert caught.value.problems[0].startswith(f"workers[0].{key}: ")
+
+
+def test_fifo_is_rejected_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "workers.yml")
+    (tmp_path / "config.yaml").write_text(
+        "credentials: {default: {username: admin, password: x}}\nworkers_file: workers.yml\n"
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+
+    assert caught.value.problems == [f"workers_file: {str(tmp_path / 'workers.yml')!r} is not a regular file"]
+
+
+def test_check_interval_has_a_floor(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("exporter: {workers_file_check_interval: 0.0000001ms}\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+
+    assert caught.value.problems[0].startswith("exporter.workers_file_check_interval: invalid interval")
