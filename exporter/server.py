@@ -82,8 +82,9 @@ class Exporter:
                     extra={"config": self.config_file, "error": type(error).__name__},
                 )
                 return False
+            # The inventory was taken as seen before it was read; taking it again now would hide a change
+            # made while this reload ran. A changed workers_file path only costs one more reload.
             await self.fleet.apply(config)
-            self.inventory.remember()
             self.fleet.reload_successful = True
             self.fleet.reload_success_at = time.time()
             log.info("configuration reloaded", extra={"config": self.config_file, "workers": len(config.workers)})

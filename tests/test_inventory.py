@@ -202,3 +202,28 @@ async def test_sd_lists_configured_workers_as_probe_targets(fleet: Simulator, tm
     assert json.loads(body) == [{"targets": ["alpha"], "labels": {}}]
     assert json.loads(after) == [{"targets": ["alpha"], "labels": {}}, {"targets": ["beta"], "labels": {}}]
     assert fleet.all_counts() == requests, "/sd must not probe any worker"
+
+
+async def test_change_during_reload_is_not_lost(
+    fleet: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rewrite that lands while a reload applies the previous version is picked up by the next check."""
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(inventory_yaml(fleet, "alpha"), encoding="utf-8")
+    config_file = main_config(tmp_path, "inventory.yml")
+    async with ExporterUnderTest(load_config(config_file), str(config_file)) as exporter:
+        fleet_object = exporter.exporter.fleet
+        apply = fleet_object.apply
+
+        async def apply_then_rewrite(config: Any) -> None:
+            await apply(config)
+            replace_file(inventory, inventory_yaml(fleet, "alpha", "beta"))
+
+        monkeypatch.setattr(fleet_object, "apply", apply_then_rewrite)
+        inventory.write_text(inventory_yaml(fleet, "alpha") + "# touched\n", encoding="utf-8")
+        assert await exporter.exporter.reload()
+        monkeypatch.setattr(fleet_object, "apply", apply)
+
+        samples = await scrape_until(exporter, lambda samples: "beta" in workers_in(samples))
+
+    assert workers_in(samples) >= {"alpha", "beta"}
