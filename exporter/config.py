@@ -133,8 +133,12 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 MAX_DURATION_SECONDS = 10 * 31536000
 
 
-def _show(value: Any) -> str:
+def short_repr(value: Any) -> str:
+    """Quote a value from a configuration file for a message, cut short."""
     return _SHORT_REPR.repr(value)
+
+
+_show = short_repr
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")

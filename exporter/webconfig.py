@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import hashlib
 import logging
 import re
@@ -27,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from aiohttp import web
 
+from exporter.config import load_yaml_file, short_repr
 from exporter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ BCRYPT_MISSING = (
     "install it with `pip install bcrypt` (or `pip install 'cml-exporter[web]'`)"
 )
 
-_BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$")
+# Costs above 15 take seconds per check, and each unknown user is checked at the highest cost.
+_BCRYPT_HASH = re.compile(r"^\$2[aby]\$(0[4-9]|1[0-5])\$[./A-Za-z0-9]{53}$")
 _TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version", "max_version")
 _TOP_KEYS = ("tls_server_config", "basic_auth_users")
 _CLIENT_AUTH = {
@@ -80,11 +82,11 @@ def load_web_config(path: str) -> WebConfig:
     """Read and validate a web configuration file, or raise ConfigError naming each problem."""
     file_path = Path(path)
     try:
-        raw = yaml.safe_load(file_path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError([f"cannot read the file: {error.strerror}"], path) from None
-    except yaml.YAMLError as error:
-        raise ConfigError([f"not valid YAML: {error}"], path) from None
+        # The same reader as the main configuration: UTF-8 only, bounded alias expansion, and YAML errors
+        # by position, never quoting a line.
+        raw = load_yaml_file(file_path)
+    except ValueError as error:
+        raise ConfigError([str(error)], path) from None
     problems: list[str] = []
     top = _mapping(raw, "", _TOP_KEYS, problems)
     tls = _tls(top.get("tls_server_config"), file_path.parent, problems) if "tls_server_config" in top else None
@@ -128,17 +130,18 @@ def _tls(raw: Any, base_dir: Path, problems: list[str]) -> TLSServerConfig | Non
         if key not in values:
             problems.append(f"tls_server_config.{key}: missing; TLS needs both cert_file and key_file")
     client_auth = values.get("client_auth_type", "NoClientCert")
-    if client_auth not in _CLIENT_AUTH:
+    if not isinstance(client_auth, str) or client_auth not in _CLIENT_AUTH:
         problems.append(
-            f"tls_server_config.client_auth_type: {client_auth!r} is not supported; "
+            f"tls_server_config.client_auth_type: {short_repr(client_auth)} is not supported; "
             f"expected one of {', '.join(_CLIENT_AUTH)}"
         )
     elif client_auth != "NoClientCert" and files["client_ca_file"] is None:
         problems.append(f"tls_server_config.client_ca_file: missing; client_auth_type {client_auth} needs it")
     for key, default in (("min_version", "TLS12"), ("max_version", None)):
         version = values.get(key, default)
-        if version is not None and version not in _TLS_VERSIONS:
-            problems.append(f"tls_server_config.{key}: invalid {version!r}; expected one of {', '.join(_TLS_VERSIONS)}")
+        if version is not None and (not isinstance(version, str) or version not in _TLS_VERSIONS):
+            shown = short_repr(version)
+            problems.append(f"tls_server_config.{key}: invalid {shown}; expected one of {', '.join(_TLS_VERSIONS)}")
     cert_file, key_file = files["cert_file"], files["key_file"]
     if cert_file is None or key_file is None:
         return None
@@ -165,7 +168,7 @@ def _users(raw: Any, problems: list[str]) -> dict[str, str]:
             problems.append(f"basic_auth_users: invalid user name {name!r}; expected a non-empty name without ':'")
         elif not isinstance(hashed, str) or not _BCRYPT_HASH.match(hashed):
             # The value is not echoed: it may be a plain password put there by mistake.
-            problems.append(f"basic_auth_users.{name}: expected a bcrypt hash ($2b$..., 60 characters)")
+            problems.append(f"basic_auth_users.{name}: expected a bcrypt hash ($2b$..., cost 04 to 15, 60 characters)")
         else:
             users[name] = hashed
     return users
@@ -208,15 +211,28 @@ class BasicAuth:
 
         self._bcrypt = bcrypt
         self._users = dict(users)
-        # Unknown users are checked against this hash too, so they take as long as known ones.
-        self._dummy = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=10)).decode()
+        # Unknown users are checked against this hash too, at the highest cost configured, so that they
+        # take as long as the slowest known user.
+        rounds = max((int(hashed[4:6]) for hashed in self._users.values()), default=10)
+        self._dummy = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=rounds)).decode()
         self._accepted: set[bytes] = set()
+        # bcrypt is slow on purpose: its own threads keep a flood of bad logins away from the default pool,
+        # which DNS lookups and reloads use.
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
 
     def _digest(self, username: str, password: str, hashed: str) -> bytes:
         return hashlib.sha256(f"{username}\0{password}\0{hashed}".encode()).digest()
 
     def _verify(self, password: str, hashed: str) -> bool:
-        return bool(self._bcrypt.checkpw(password.encode(), hashed.encode()))
+        try:
+            return bool(self._bcrypt.checkpw(password.encode(), hashed.encode()))
+        except ValueError:
+            # bcrypt 5 rejects passwords over 72 bytes instead of truncating them: a wrong password.
+            return False
+
+    async def _verify_in_thread(self, password: str, hashed: str) -> bool:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._verify, password, hashed)
 
     async def check(self, header: str | None) -> bool:
         """Return whether an ``Authorization`` header carries a configured user and its password."""
@@ -226,12 +242,12 @@ class BasicAuth:
         username, password = credentials
         hashed = self._users.get(username)
         if hashed is None:
-            await asyncio.to_thread(self._verify, password, self._dummy)
+            await self._verify_in_thread(password, self._dummy)
             return False
         digest = self._digest(username, password, hashed)
         if digest in self._accepted:
             return True
-        if not await asyncio.to_thread(self._verify, password, hashed):
+        if not await self._verify_in_thread(password, hashed):
             return False
         if len(self._accepted) >= _CACHE_SIZE:
             self._accepted.clear()

@@ -185,7 +185,7 @@ def test_serve_refuses_to_start_without_bcrypt(
         ({"tls_server_config": {"cert_file": "a.pem"}},
          "tls_server_config.key_file: missing; TLS needs both cert_file and key_file"),
         ({"basic_auth_users": {USER: "plain-password"}},
-         f"basic_auth_users.{USER}: expected a bcrypt hash ($2b$..., 60 characters)"),
+         f"basic_auth_users.{USER}: expected a bcrypt hash ($2b$..., cost 04 to 15, 60 characters)"),
         ({"http_server_config": {"http2": True}},
          "http_server_config: unknown key; expected one of tls_server_config, basic_auth_users"),
         ({"tls_server_config": {"cert_file": "a", "key_file": "b", "client_auth_type": "RequireAnyClientCert"}},
@@ -213,3 +213,33 @@ def test_unreadable_certificate_is_rejected_at_load(tmp_path: Path) -> None:
         load_web_config(path)
 
     assert caught.value.problems[0].startswith(f"tls_server_config: cannot load cert_file {str(tmp_path / 'a.pem')!r}")
+
+
+@pytest.mark.parametrize("user", [USER, "nobody"])
+async def test_password_over_72_bytes_is_rejected_not_an_error(protected: str, user: str) -> None:
+    headers = basic_auth(user, "x" * 80)
+    async with aiohttp.ClientSession() as session, session.get(protected + "/sd", headers=headers) as response:
+        status = response.status
+
+    assert status == 401
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"tls_server_config: {client_auth_type: [a, b]}\n", "client_auth_type: ['a', 'b'] is not supported"),
+        (b"tls_server_config: {min_version: {a: 1}}\n", "tls_server_config.min_version: invalid {'a': 1}"),
+        (b"basic_auth_users: {u: \xff}\n", "is not valid UTF-8"),
+        (b"basic_auth_users: {u: secret: x}\n", "is not valid YAML at line 1"),
+    ],
+    ids=["list-client-auth", "mapping-min-version", "not-utf8", "yaml-error"],
+)
+def test_malformed_web_config_is_rejected_cleanly(tmp_path: Path, content: bytes, problem: str) -> None:
+    path = tmp_path / "web.yml"
+    path.write_bytes(content)
+
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(str(path))
+
+    assert problem in str(caught.value)
+    assert "secret" not in str(caught.value)
