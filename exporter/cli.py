@@ -11,6 +11,7 @@ import time
 from exporter import __version__
 from exporter.config import Config, load_config
 from exporter.errors import ConfigError
+from exporter.labels import clean_label
 from exporter.log import FORMATS, LEVELS, setup_logging
 from exporter.probe import probe_worker
 from exporter.snapshot import ENDPOINTS
@@ -133,9 +134,11 @@ async def _probe_once(config: Config, name: str) -> int:
             continue
         outcome = "ok" if attempt.ok else "failed"
         duration = f"{attempt.duration:.3f}s" if attempt.duration is not None else "-"
-        print(f"  {endpoint:<20}{outcome:<9}{duration:>9}  {attempt.reason or '-':<13}{attempt.message}")
+        # Worker text is cleaned like a label, so a worker cannot send terminal escapes or extra lines.
+        detail = clean_label(attempt.message, "-")
+        print(f"  {endpoint:<20}{outcome:<9}{duration:>9}  {attempt.reason or '-':<13}{detail}")
     information = snapshot.information
-    version = information.version if information is not None and information.version else "unknown"
+    version = clean_label(information.version if information is not None else None)
     print(f"status: {snapshot.status}   ready: {'yes' if snapshot.ready else 'no'}   version: {version}")
     return 0 if snapshot.status == "available" else 1
 

@@ -7,6 +7,7 @@ import time
 from urllib.parse import quote, urlsplit
 
 from exporter import __version__
+from exporter.labels import clean_label
 from exporter.snapshot import ENDPOINTS, WorkerSnapshot
 
 _STYLE = (
@@ -29,11 +30,11 @@ def _worker_row(snapshot: WorkerSnapshot, url: str, now: float) -> str:
         state = snapshot.endpoints[endpoint]
         attempt = state.attempt
         if attempt is not None and not attempt.ok:
-            failures.append(f"{endpoint}: {attempt.reason} ({html.escape(attempt.message)})")
+            failures.append(f"{endpoint}: {attempt.reason} ({html.escape(clean_label(attempt.message, '-'))})")
     last_probe = max((s.attempt.at for s in snapshot.endpoints.values() if s.attempt is not None), default=None)
     status = snapshot.status if last_probe is not None else "not probed yet"
     information = snapshot.information
-    version = information.version if information is not None and information.version else "unknown"
+    version = clean_label(information.version if information is not None else None)
     return (
         f"<tr><td><a href='probe?target={quote(snapshot.worker)}'>{name}</a></td>"
         f"<td>{html.escape(url)}</td>"

@@ -290,3 +290,24 @@ async def test_slow_dns_does_not_delay_scrape(monkeypatch: pytest.MonkeyPatch) -
     assert status == 200
     assert seconds < 1.5
     assert Samples(body).status("healthy") == "available"
+
+
+async def test_probe_command_cleans_worker_text(tmp_path: Path) -> None:
+    import asyncio
+
+    sim = Simulator()
+    sim.add_worker("odd", WorkerProfile(version_string="2.9.1\x1b]0;pwned\x07\r\nstatus: available"))
+    async with sim:
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "credentials: {default: {username: admin, password: admin-password}}\n"
+            f"workers: [{{name: odd, url: '{sim.base_url('odd')}'}}]\n"
+        )
+        command = [sys.executable, "-m", "exporter", "probe", "odd", "--config.file", str(config)]
+        process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+
+    text = out.decode()
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert text.count("status:") == 1
