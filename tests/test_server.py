@@ -310,4 +310,6 @@ async def test_probe_command_cleans_worker_text(tmp_path: Path) -> None:
     text = out.decode()
     assert "\x1b" not in text
     assert "\x07" not in text
-    assert text.count("status:") == 1
+    assert [line for line in text.splitlines() if line.startswith("status:")] == [
+        "status: available   ready: yes   version: 2.9.1\ufffd]0;pwned\ufffd\ufffd\ufffdstatus: available"
+    ]
