@@ -121,12 +121,12 @@ class TokenManager:
         return token
 
     def invalidate(self, token: str) -> None:
-        """Forget ``token`` after the worker answered 401; a newer token obtained meanwhile is kept."""
+        """Forget ``token`` after the worker returned 401 for it; a newer token obtained meanwhile is kept."""
         if self._token == token:
             self._token = None
 
     def reject_fresh(self, token: str) -> None:
-        """Back off logins: the worker answered 401 to a token it had just issued."""
+        """Back off logins: the worker returned 401 for a token it had just issued."""
         self.invalidate(token)
         self._refuse("the worker rejected a token it had just issued (HTTP 401)")
 
@@ -139,7 +139,7 @@ class TokenManager:
         self._refusal = None
 
     def hold_logins(self, seconds: float) -> None:
-        """Send no login for ``seconds``: the worker answered the login with Retry-After (429 or 503).
+        """Send no login for ``seconds``: the worker responded to the login with Retry-After (429 or 503).
 
         Only logins wait. The unauthenticated system_information call goes on, so a rate-limited login
         cannot hide whether the worker is ready.

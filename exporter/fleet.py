@@ -14,7 +14,7 @@ from exporter.worker import Worker
 
 log = logging.getLogger(__name__)
 
-# Longest scrape timeout header honoured; larger, negative or non-numeric values fall back to the
+# Maximum scrape timeout header honoured; larger, negative or non-numeric values fall back to the
 # configured default_scrape_timeout.
 MAX_SCRAPE_TIMEOUT_SECONDS = 3600.0
 

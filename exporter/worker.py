@@ -18,9 +18,9 @@ from exporter.snapshot import ENDPOINTS, Attempt, EndpointState, WorkerSnapshot,
 log = logging.getLogger(__name__)
 
 # Requests of the regular endpoints in flight to one worker at once. With two, a cold refresh takes
-# three round trips (information and login, then two rounds of authenticated calls) instead of two,
-# but each worker needs only two connections: opening connections was the largest CPU cost of the
-# first scrape of a large fleet (see docs/performance.md).
+# three round trips (information and login, then two rounds of authenticated calls) instead of two.
+# In exchange each worker needs only two connections, and opening connections was the largest CPU
+# cost of the first scrape of a large fleet (see docs/performance.md).
 PRIMARY_CONCURRENCY = 2
 
 
