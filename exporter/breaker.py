@@ -1,7 +1,7 @@
 """Circuit breakers: one pybreaker breaker per (worker, endpoint), driven by awaited outcomes.
 
-pybreaker's decorator does not understand coroutines, so the breaker is told the outcome after the
-request has been awaited. On top of pybreaker this adds what a fleet needs: half open lets exactly one
+pybreaker's decorator does not understand coroutines, so the outcome is passed to the breaker after
+the request has been awaited. On top of pybreaker this adds what a fleet needs: half open lets exactly one
 trial through, and the reset interval doubles on each failed trial, up to a cap, and resets on success.
 """
 

@@ -17,7 +17,7 @@ from exporter.config import (
 from exporter.server import Exporter, serve
 from exporter.simulator import BootTimeline, Fault, Simulator, WorkerProfile
 
-# What each demo worker shows, and why it is in the demo.
+# The demo workers, each with the state it shows and why it is in the demo.
 DEMO_WORKERS: tuple[tuple[str, str], ...] = (
     ("healthy", "CML 2.9, licensed, labs running: available and ready"),
     ("slow-auth", "login and system_health time out, system_information says ready: available and ready"),
@@ -32,7 +32,7 @@ DEMO_TIMEOUT = 2.0
 
 
 def _free_port() -> int:
-    """A loopback port with nothing listening on it, for the unreachable worker."""
+    """Return a loopback port with nothing listening on it, for the unreachable worker."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe_socket:
         probe_socket.bind(("127.0.0.1", 0))
         return int(probe_socket.getsockname()[1])

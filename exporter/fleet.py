@@ -20,13 +20,13 @@ MAX_SCRAPE_TIMEOUT_SECONDS = 3600.0
 
 
 class Fleet:
-    """Own the workers of the running configuration and answer scrapes from their cached results."""
+    """Own the workers of the running configuration and serve scrapes from their cached results."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.workers: dict[str, Worker] = {}
         self._limit = asyncio.Semaphore(config.settings.max_concurrent_workers)
-        # Set at shutdown, so scrapes still waiting for refreshes are answered at once.
+        # Set at shutdown, so scrapes still waiting for refreshes get their response at once.
         self._stopping = asyncio.Event()
         self.reload_successful = True
         self.reload_success_at: float | None = time.time()
@@ -42,7 +42,7 @@ class Fleet:
             self.workers[worker.name] = worker
 
     def stop_waiting(self) -> None:
-        """Answer scrapes that wait for refreshes now, with the latest completed results."""
+        """Release scrapes that wait for refreshes now, so they respond with the latest completed results."""
         self._stopping.set()
 
     async def close(self) -> None:

@@ -120,7 +120,7 @@ def _string(value: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    """A finite number, or None: strings such as "N/A", booleans, NaN, infinities and huge integers are unusable."""
+    """Return ``value`` as a finite float, or None for strings such as "N/A", booleans, NaN and huge values."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:

@@ -141,7 +141,10 @@ async def probe_endpoint(worker: Worker, endpoint: str) -> None:
             async with asyncio.timeout(timeout):
                 return await FETCHERS[endpoint](worker)
         except TimeoutError:
-            message = f"no complete answer within the {timeout:g}s timeout"
+            message = (
+                f"attempt not finished within {timeout:g}s ({ATTEMPT_TIMEOUTS} times the "
+                f"{worker.config.timeout:g}s timeout), counting the wait for the login"
+            )
             raise ProbeError(worker.name, endpoint, "timeout", message) from None
 
     started = time.monotonic()

@@ -13,7 +13,7 @@ Readiness is system_information's ``ready``, and 0 when system_information did n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from exporter.parse import Labs, Licensing, SystemHealth, SystemInformation, SystemStats
@@ -44,7 +44,7 @@ class Attempt:
 
 @dataclass(frozen=True)
 class EndpointState:
-    """What one endpoint of one worker shows on a scrape; ``data`` is None unless it is fresh enough to serve."""
+    """The state of one endpoint of one worker on a scrape; ``data`` is None unless it is fresh enough to serve."""
 
     endpoint: str
     up: bool
@@ -66,7 +66,6 @@ class WorkerSnapshot:
     per_owner: bool = False
     # Unix time until which the worker asked for no requests (Retry-After), while that wait is in force.
     retry_after_until: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def up(self) -> bool:

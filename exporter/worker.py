@@ -120,7 +120,7 @@ class Worker:
             async with asyncio.timeout(timeout):
                 return await self.client.request_json(endpoint, path, token=token, method=method, body=body)
         except TimeoutError:
-            message = f"no complete answer within the {timeout:g}s timeout"
+            message = f"no complete response within the {timeout:g}s timeout"
             raise ProbeError(self.name, endpoint, "timeout", message) from None
 
     def hold(self, seconds: float, reason: str) -> None:
@@ -145,7 +145,7 @@ class Worker:
             if not isinstance(token, str) or not token:
                 raise ProbeError(self.name, "authenticate", "bad_response", "expected the token as a JSON string")
         except TimeoutError:
-            error = ProbeError(self.name, "authenticate", "timeout", f"no answer within the {timeout:g}s timeout")
+            error = ProbeError(self.name, "authenticate", "timeout", f"no response within the {timeout:g}s timeout")
             self.record_failure("authenticate", error, time.monotonic() - started)
             raise error from None
         except ProbeError as error:
